@@ -1,0 +1,79 @@
+"""Paths, seeds and run profiles: the one place where parameters live.
+
+Paths are absolute, derived from this file's location (never from the working folder).
+The data directory is resolved in `data_dir()`:
+  1. ``$CAUSADV_DATA`` if set (it must exist),
+  2. ``<project>/../shared/data`` if it exists (the read-only data mirror),
+  3. the user cache ``cache_dir()/data`` (where ``make data`` fetches missing files).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_DIR = PROJECT_ROOT / "data_manifest"
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+BUILD_DIR = PROJECT_ROOT / "build"
+FIGURES_ROOT = PROJECT_ROOT / "paper_figures"
+
+#: The one seed; every random choice in the project derives from it.
+SEED = 20240521
+
+DATA_ENV = "CAUSADV_DATA"
+CACHE_ENV = "CAUSADV_CACHE"
+
+
+def default_mirror() -> Path:
+    """The read-only data mirror beside the project root."""
+    return (PROJECT_ROOT.parent / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    """Writable cache for verification records, fetched files and computed results.
+
+    ``$CAUSADV_CACHE`` if set, else ``<project>/.cache`` (git-ignored).
+    """
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser().resolve() if env else PROJECT_ROOT / ".cache"
+
+
+def fetched_dir() -> Path:
+    """Where ``make data`` puts files fetched from their upstream addresses."""
+    return cache_dir() / "data"
+
+
+def figures_dir(profile: str = "paper") -> Path:
+    """Figures, tables and results JSON of a profile (`paper` at the top, others in a subfolder)."""
+    return FIGURES_ROOT if profile == "paper" else FIGURES_ROOT / profile
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Scale of a run. `smoke` is CI scale (seconds to minutes); `paper` is the paper's scale."""
+
+    name: str
+    #: images per dataset for the zoo accuracy table (None = the whole pool)
+    accuracy_limit: int | None
+    #: evaluation samples: classes x images per class (paper: ImageNet 50 x 6, CIFAR-10 10 x 10)
+    imagenet_classes: int
+    imagenet_per_class: int
+    cifar_classes: int
+    cifar_per_class: int
+    extra: dict = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", accuracy_limit=200, imagenet_classes=5, imagenet_per_class=2,
+                     cifar_classes=10, cifar_per_class=1),
+    "paper": Profile("paper", accuracy_limit=None, imagenet_classes=50, imagenet_per_class=6,
+                     cifar_classes=10, cifar_per_class=10),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}") from None
