@@ -1,0 +1,131 @@
+"""Results JSON, tables (CSV + Markdown) and figures (PNG + PDF) of one notebook run.
+
+A notebook records its numbers in a `Report`; every table is written from those recorded rows, and
+`save()` writes the results JSON. Files are written atomically (temp file + rename), so a failed run
+never leaves a half-written result. Nothing here depends on timings, dates or memory addresses: two runs
+with the same inputs write byte-identical JSON, CSV and Markdown.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import __version__, config
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain-JSON version of numpy scalars/arrays, tuples and paths (NaN becomes None)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table of `rows` (dicts) restricted to `columns`."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return "" if v is None else str(v)
+
+    lines = []
+    if caption:
+        lines += [f"**{caption}**", ""]
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(cell(row.get(c)) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+class Report:
+    """Collects one notebook's results and writes them under `config.figures_dir(profile)`."""
+
+    def __init__(self, notebook: str, profile: str, out_dir: Path | None = None):
+        config.get_profile(profile)  # validates the name
+        self.notebook = notebook
+        self.profile = profile
+        self.out_dir = Path(out_dir) if out_dir is not None else config.figures_dir(profile)
+        self.results: dict[str, Any] = {
+            "notebook": notebook,
+            "profile": profile,
+            "causadv_version": __version__,
+            "seed": config.SEED,
+            "values": {},
+            "tables": {},
+            "figures": [],
+        }
+
+    def record(self, key: str, value: Any) -> Any:
+        """Store a named value (anything JSON-able after numpy conversion); returns it."""
+        self.results["values"][key] = to_jsonable(value)
+        return value
+
+    def table(self, name: str, rows: Iterable[dict], columns: Sequence[str] | None = None,
+              caption: str | None = None) -> str:
+        """Record `rows` under `name` and write NAME.csv and NAME.md; returns the Markdown."""
+        rows = [to_jsonable(dict(r)) for r in rows]
+        columns = list(columns) if columns is not None else list(rows[0]) if rows else []
+        self.results["tables"][name] = {"columns": columns, "rows": rows, "caption": caption}
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(self.out_dir / f"{name}.csv", buf.getvalue().encode())
+        md = markdown_table(rows, columns, caption)
+        atomic_write_bytes(self.out_dir / f"{name}.md", md.encode())
+        return md
+
+    def figure(self, fig, name: str, dpi: int = 150) -> list[Path]:
+        """Save a matplotlib figure as NAME.png and NAME.pdf (no dates in the metadata)."""
+        paths = []
+        for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight", metadata=meta)
+            path = self.out_dir / f"{name}.{ext}"
+            atomic_write_bytes(path, buf.getvalue())
+            paths.append(path)
+        if name not in self.results["figures"]:
+            self.results["figures"].append(name)
+        return paths
+
+    @property
+    def json_path(self) -> Path:
+        return self.out_dir / f"{self.notebook}.json"
+
+    def save(self) -> Path:
+        """Write the results JSON (sorted keys, stable formatting); returns its path."""
+        text = json.dumps(self.results, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        atomic_write_bytes(self.json_path, text.encode())
+        return self.json_path

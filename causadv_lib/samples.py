@@ -1,0 +1,103 @@
+"""Deterministic choice of evaluation samples, stored as committed, ordered id lists.
+
+Like RobustBench's id lists: the paper-scale sample of each (model, pool) is chosen once, seeded and
+among images the model classifies correctly, and committed as plain text under
+``data_manifest/samples/MODEL__POOL.txt`` so every run uses the same images. A smaller profile uses a
+prefix of the same list (its first classes, its first images per class).
+
+File format: ``#`` comment lines (model, pool, rule, seed), then one ``ID<TAB>LABEL`` line per image,
+ordered by (label, id).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+
+
+@dataclass(frozen=True)
+class SampleList:
+    """An ordered list of evaluation image ids with their labels."""
+
+    model: str
+    pool: str
+    ids: tuple[str, ...]
+    labels: tuple[int, ...]
+
+    def subset(self, n_classes: int, per_class: int) -> "SampleList":
+        """The first `n_classes` classes of the list, `per_class` images each (a profile's prefix)."""
+        ids, labels, seen = [], [], {}
+        for i, y in zip(self.ids, self.labels):
+            if y not in seen and len(seen) == n_classes:
+                continue
+            seen.setdefault(y, 0)
+            if seen[y] < per_class:
+                seen[y] += 1
+                ids.append(i)
+                labels.append(y)
+        short = [y for y, c in seen.items() if c < per_class]
+        if short:
+            raise ValueError(f"{self.path_name}: classes {short[:5]} have fewer than {per_class} images")
+        return SampleList(self.model, self.pool, tuple(ids), tuple(labels))
+
+    @property
+    def path_name(self) -> str:
+        return f"{self.model}__{self.pool}.txt"
+
+
+def choose(labels, predicted, *, n_classes: int, per_class: int, seed: int = config.SEED) -> np.ndarray:
+    """Indices of `per_class` correctly classified images from each of `n_classes` classes.
+
+    Eligible classes have at least `per_class` correctly classified images; the classes and the images
+    within each class are drawn with a generator seeded by `seed`. Returned ordered by (label, index).
+    """
+    labels = np.asarray(labels)
+    predicted = np.asarray(predicted)
+    if labels.shape != predicted.shape:
+        raise ValueError(f"labels {labels.shape} and predicted {predicted.shape} differ in shape")
+    correct = np.flatnonzero(labels == predicted)
+    by_class: dict[int, np.ndarray] = {}
+    for c in np.unique(labels[correct]):
+        members = correct[labels[correct] == c]
+        if len(members) >= per_class:
+            by_class[int(c)] = members
+    if len(by_class) < n_classes:
+        raise ValueError(f"only {len(by_class)} classes have {per_class} correctly classified images; "
+                         f"{n_classes} were asked for")
+    rng = np.random.default_rng(seed)
+    classes = sorted(rng.choice(sorted(by_class), size=n_classes, replace=False).tolist())
+    chosen = [np.sort(rng.choice(by_class[c], size=per_class, replace=False)) for c in classes]
+    return np.concatenate(chosen)
+
+
+def list_path(model: str, pool: str) -> Path:
+    return config.SAMPLES_DIR / f"{model}__{pool}.txt"
+
+
+def write_list(samples: SampleList, rule: str, seed: int = config.SEED) -> Path:
+    """Write a sample list in the committed text format."""
+    from .report import atomic_write_bytes
+
+    lines = [f"# model: {samples.model}", f"# pool: {samples.pool}", f"# rule: {rule}", f"# seed: {seed}"]
+    lines += [f"{i}\t{y}" for i, y in zip(samples.ids, samples.labels)]
+    path = list_path(samples.model, samples.pool)
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+def load_list(model: str, pool: str) -> SampleList:
+    """Read the committed sample list of (model, pool)."""
+    path = list_path(model, pool)
+    if not path.exists():
+        raise FileNotFoundError(f"no committed sample list {path}; create it with "
+                                f"`python -m causadv_lib.samples --write`")
+    ids, labels = [], []
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            i, y = line.split("\t")
+            ids.append(i)
+            labels.append(int(y))
+    return SampleList(model, pool, tuple(ids), tuple(labels))
