@@ -1,0 +1,82 @@
+# causadv: `make paper` rebuilds every figure and table, `make test` runs the tests.
+# Both create the virtual environment (.venv) from requirements.txt when it is missing or stale.
+#
+#   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works)
+#   make test                          pytest (library) + smoke-profile notebooks checked with nbval
+#   make data                          fetch missing data files into the cache, verify all by sha256
+#   make zoo-check                     top-1 of every zoo model on its datasets
+#   make lab                           JupyterLab on the paired notebooks
+#   make samples                       (re)write the committed evaluation sample lists
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+
+PROFILE ?= paper
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.causadv-installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONHASHSEED := 0
+
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
+NAMES := $(notdir $(basename $(NOTEBOOKS)))
+OUT := $(if $(filter paper,$(PROFILE)),build,build/$(PROFILE))
+EXECUTED := $(NAMES:%=$(OUT)/%.ipynb)
+LIB := $(shell find causadv_lib -name '*.py') $(wildcard data_manifest/*.json data_manifest/samples/*.txt)
+
+.PHONY: paper test pytest nbval data zoo-check lab samples env clean
+paper: $(EXECUTED)
+
+env: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %s); set PYTHON=/path/to/python3.11" % sys.version.split()[0])'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# Every data file is verified by sha256 once per manifest change (verified files are remembered by size+mtime).
+$(OUT)/.data-verified: $(STAMP) data_manifest/manifest.json
+	@mkdir -p $(OUT)
+	$(PY) -m causadv_lib.data verify
+	touch $@
+
+# notebooks/NAME.py -> $(OUT)/NAME.ipynb, executed by papermill with the profile parameter.
+# The executed notebook appears only when the run succeeds; a failed run is kept as NAME.failed.ipynb.
+$(OUT)/%.ipynb: notebooks/%.py $(LIB) $(STAMP) | $(OUT)/.data-verified
+	@mkdir -p $(OUT)
+	jupytext --quiet --to ipynb --output $(OUT)/$*.src.ipynb $<
+	papermill --no-progress-bar --log-output -k python3 -p profile $(PROFILE) \
+	  $(OUT)/$*.src.ipynb $(OUT)/$*.run.ipynb || { mv $(OUT)/$*.run.ipynb $(OUT)/$*.failed.ipynb; rm -f $(OUT)/$*.src.ipynb; exit 1; }
+	rm -f $(OUT)/$*.src.ipynb $(OUT)/$*.failed.ipynb
+	mv $(OUT)/$*.run.ipynb $@
+
+test: pytest nbval
+
+pytest: $(STAMP)
+	$(PY) -m pytest tests -q
+
+nbval: $(STAMP)
+	$(MAKE) paper PROFILE=smoke
+	$(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  $(NAMES:%=build/smoke/%.ipynb)
+
+data: $(STAMP)
+	$(PY) -m causadv_lib.data fetch
+	$(PY) -m causadv_lib.data verify
+
+zoo-check: $(STAMP)
+	$(PY) -m causadv_lib.zoo check
+
+samples: $(STAMP)
+	$(PY) -m causadv_lib.samples --write
+
+lab: $(STAMP)
+	jupytext --sync $(NOTEBOOKS)
+	jupyter lab --notebook-dir=. build/lab
+
+clean:
+	rm -rf build
+	find paper_figures -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
