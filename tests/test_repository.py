@@ -1,0 +1,49 @@
+"""House rules that keep the package reproducible: sources only, the two commands, notebook shape."""
+import re
+import subprocess
+
+import pytest
+
+from causadv_lib import config
+
+ROOT = config.PROJECT_ROOT
+
+
+def _tracked(pattern=""):
+    try:
+        out = subprocess.run(["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return out.stdout.split()
+
+
+def test_only_py_sources_in_notebooks_folder():
+    tracked = _tracked("notebooks")
+    assert tracked, "no notebooks tracked"
+    assert all(p.endswith(".py") for p in tracked), f"generated files tracked in notebooks/: {tracked}"
+
+
+def test_nothing_generated_is_tracked():
+    bad = [p for p in _tracked() if p.startswith(("build/", ".cache/")) or p.endswith(".ipynb")
+           or (p.startswith("paper_figures/") and p != "paper_figures/README.md")]
+    assert not bad, bad
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make paper", "make test"]
+    assert readme.index("make paper") < 400
+    assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9]*.py")), ids=lambda p: p.name)
+def test_notebook_is_py_percent_with_title_and_profile_parameter(path):
+    text = path.read_text()
+    assert text.count("# %%") >= 3
+    first_md = re.search(r"# %% \[markdown\]\n# # (.+)", text)
+    assert first_md, "the notebook opens with a markdown cell holding the section title"
+    params = re.search(r'# %% tags=\["parameters"\]\n(.*?)\n# %%', text, re.S)
+    assert params and re.search(r'^profile = "paper"$', params.group(1), re.M), "parameters cell with profile"
+    assert "def " not in text and "class " not in text, "helpers belong in causadv_lib/, not in notebooks"
