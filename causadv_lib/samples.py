@@ -73,6 +73,13 @@ def choose(labels, predicted, *, n_classes: int, per_class: int, seed: int = con
     return np.concatenate(chosen)
 
 
+def subset_indices(n: int, limit: int | None, seed: int = config.SEED) -> np.ndarray:
+    """Sorted indices of a seeded random subset of `limit` of `n` items (all of them if limit is None)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
 def list_path(model: str, pool: str) -> Path:
     return config.SAMPLES_DIR / f"{model}__{pool}.txt"
 
@@ -101,3 +108,63 @@ def load_list(model: str, pool: str) -> SampleList:
             ids.append(i)
             labels.append(int(y))
     return SampleList(model, pool, tuple(ids), tuple(labels))
+
+
+#: The committed evaluation samples: (model, pool) -> (classes, images per class) at paper scale.
+PAPER_LISTS = {
+    ("mobilenet_v2_imagenet", "imagenet_eval"): ("imagenet_classes", "imagenet_per_class"),
+    ("vgg16_bn_cifar10", "cifar10_eval"): ("cifar_classes", "cifar_per_class"),
+    ("resnet56_cifar10", "cifar10_eval"): ("cifar_classes", "cifar_per_class"),
+}
+
+
+def for_profile(model: str, pool: str, profile: str) -> SampleList:
+    """The evaluation sample of (model, pool) at the scale of `profile` (a prefix of the committed list)."""
+    prof = config.get_profile(profile)
+    try:
+        classes_attr, per_class_attr = PAPER_LISTS[(model, pool)]
+    except KeyError:
+        raise ValueError(f"no committed sample list for model {model!r} on pool {pool!r}; "
+                         f"known: {sorted(PAPER_LISTS)}") from None
+    return load_list(model, pool).subset(getattr(prof, classes_attr), getattr(prof, per_class_attr))
+
+
+def derive(model: str, pool: str) -> SampleList:
+    """Choose the paper-scale sample of (model, pool) afresh: predictions of the model on the whole pool."""
+    from . import data, zoo
+
+    zm = zoo.get(model)
+    images_pool = data.pool(pool)
+    predicted = zoo.predict_pool(zm, images_pool).argmax(axis=1)
+    prof = config.get_profile("paper")
+    classes_attr, per_class_attr = PAPER_LISTS[(model, pool)]
+    idx = choose(images_pool.labels, predicted, n_classes=getattr(prof, classes_attr),
+                 per_class=getattr(prof, per_class_attr))
+    return SampleList(model, pool, tuple(images_pool.ids[i] for i in idx),
+                      tuple(int(images_pool.labels[i]) for i in idx))
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m causadv_lib.samples", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="(re)write the committed lists")
+    args = parser.parse_args(argv)
+    changed = 0
+    for model, pool in PAPER_LISTS:
+        fresh = derive(model, pool)
+        try:
+            same = load_list(model, pool) == fresh
+        except FileNotFoundError:
+            same = False
+        print(f"{model} {pool} n={len(fresh.ids)} {'unchanged' if same else 'CHANGED'}")
+        if not same:
+            changed += 1
+            if args.write:
+                write_list(fresh, rule="seeded choice among correctly classified images, "
+                                       "classes x per class as in config.PROFILES['paper']")
+    return 1 if changed and not args.write else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
