@@ -38,7 +38,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # Every data file is verified by sha256 once per manifest change (verified files are remembered by size+mtime).
-$(OUT)/.data-verified: $(STAMP) data_manifest/manifest.json
+$(OUT)/.data-verified: $(STAMP) $(wildcard data_manifest/*.json)
 	@mkdir -p $(OUT)
 	$(PY) -m causadv_lib.data verify
 	touch $@

@@ -1,6 +1,6 @@
 """Verified data: the manifest registry, sha256-checked file access, fetching, image pools.
 
-Every file the project reads is named in ``data_manifest/manifest.json`` with its sha256. `path(name)`
+Every file the project reads is named in ``data_manifest/*.json`` with its sha256. `path(name)`
 finds it in the data directory (see `data_dir`), checks its sha256 before first use and remembers
 the check in ``cache_dir()/verified.json`` (keyed by absolute path, size and mtime) so later runs do
 not re-hash. Network access happens only in `fetch` (``make data``). Pools (`pool`) are the image
@@ -38,7 +38,6 @@ from PIL import Image, UnidentifiedImageError
 
 from causadv_lib import config
 
-MANIFEST_PATH = config.MANIFEST_DIR / "manifest.json"
 MIRROR_URL_ENV = "CAUSADV_MIRROR_URL"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -72,11 +71,22 @@ class Entry:
 @functools.cache
 def manifest() -> dict[str, Entry]:
     """All manifest entries by name, in manifest (path) order."""
-    try:
-        files = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError) as err:
-        raise DataError(f"cannot read the data manifest {MANIFEST_PATH}: {err}") from err
+    files = []
+    paths = manifest_files()
+    if not paths:
+        raise DataError(f"no data manifest (*.json) in {config.MANIFEST_DIR}")
+    for mpath in paths:
+        try:
+            files += json.loads(mpath.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"cannot read the data manifest {mpath}: {err}") from err
+    files.sort(key=lambda f: f["path"])
     return {f["name"]: Entry(**f) for f in files}
+
+
+def manifest_files() -> list[Path]:
+    """The manifest files (`data_manifest/*.json`), sorted."""
+    return sorted(config.MANIFEST_DIR.glob("*.json"))
 
 
 def entry(name: str) -> Entry:
@@ -85,7 +95,7 @@ def entry(name: str) -> Entry:
     if name in entries:
         return entries[name]
     close = difflib.get_close_matches(name, entries, n=5, cutoff=0.6)
-    raise DataError(f"unknown data file {name!r}: not in {MANIFEST_PATH.name}"
+    raise DataError(f"unknown data file {name!r}: not in the data manifest {config.MANIFEST_DIR}"
                     + (f"; close matches: {close}" if close else ""))
 
 

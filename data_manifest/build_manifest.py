@@ -1,12 +1,13 @@
-"""Build `data_manifest/manifest.json` from the data mirror's MANIFEST.json.
+"""Build the data manifest (`data_manifest/*.json`, one file per mirror folder) from MANIFEST.json.
 
 Usage (from the project root)::
 
     .venv/bin/python data_manifest/build_manifest.py [--mirror ../shared/data] [--check]
 
 The output is deterministic (entries sorted by path, one entry per line, keys sorted), so
-re-running it on the same MANIFEST.json gives a byte-identical file; `--check` exits non-zero
-when the committed file is out of date.
+re-running it on the same MANIFEST.json gives byte-identical files; `--check` exits non-zero
+when a committed file is out of date. The entries are split by folder (`GROUPS`) so that no
+file is large: models, labels and archives in `core.json`, each image folder in a file of its own.
 """
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
-OUTPUT = HERE / "manifest.json"
+#: path prefix -> manifest file (first match wins; everything else goes to core.json)
+GROUPS = (("imagenet/sample-images/", "imagenet_sample_images.json"),
+          ("imagenet/val1300/", "imagenet_val1300.json"),
+          ("samples-lossless/", "samples_lossless.json"))
+CORE = "core.json"
 DEFAULT_MIRROR = HERE.parent.parent / "shared" / "data"
 
 #: Short names for the files the code refers to; every other file is named by its path.
@@ -74,8 +79,13 @@ def build_entry(path: str, info: dict) -> dict:
     }
 
 
-def build(mirror: Path) -> str:
-    """The manifest text for the mirror's MANIFEST.json."""
+def group_of(path: str) -> str:
+    """The manifest file that holds `path`."""
+    return next((fname for prefix, fname in GROUPS if path.startswith(prefix)), CORE)
+
+
+def build(mirror: Path) -> dict[str, str]:
+    """The manifest texts (file name -> text) for the mirror's MANIFEST.json."""
     records = json.loads((mirror / "MANIFEST.json").read_text(encoding="utf-8"))
     missing = set(LOGICAL_NAMES) - set(records)
     if missing:
@@ -83,30 +93,38 @@ def build(mirror: Path) -> str:
     entries = [build_entry(p, records[p]) for p in sorted(records)]
     names = [e["name"] for e in entries]
     assert len(set(names)) == len(names), "duplicate logical names"
-    lines = ",\n".join("  " + json.dumps(e, sort_keys=True, ensure_ascii=False) for e in entries)
     header = {"format": 1, "generated_by": "data_manifest/build_manifest.py from shared/data/MANIFEST.json"}
     head = json.dumps(header, sort_keys=True)[:-1]
-    return f'{head}, "files": [\n{lines}\n]}}\n'
+    texts = {}
+    for fname in [CORE] + [g for _, g in GROUPS]:
+        group = [e for e in entries if group_of(e["path"]) == fname]
+        lines = ",\n".join("  " + json.dumps(e, sort_keys=True, ensure_ascii=False) for e in group)
+        texts[fname] = f'{head}, "files": [\n{lines}\n]}}\n'
+    return texts
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR, help="data folder holding MANIFEST.json")
-    parser.add_argument("--check", action="store_true", help="only check that manifest.json is up to date")
+    parser.add_argument("--check", action="store_true", help="only check that the manifest files are up to date")
     args = parser.parse_args(argv)
-    text = build(args.mirror)
-    json.loads(text)  # the hand-laid-out text must still be valid JSON
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
+    texts = build(args.mirror)
+    stale = []
+    for fname, text in texts.items():
+        json.loads(text)  # the hand-laid-out text must still be valid JSON
+        out = HERE / fname
+        current = out.read_text(encoding="utf-8") if out.exists() else ""
         if current != text:
-            print(f"{OUTPUT} is out of date: rerun data_manifest/build_manifest.py", file=sys.stderr)
-            return 1
-        print(f"{OUTPUT.name} is up to date")
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT} ({text.count(chr(10)) - 2} files)")
+            stale.append(fname)
+            if not args.check:
+                out.write_text(text, encoding="utf-8")
+                print(f"wrote {out} ({text.count(chr(10)) - 2} files)")
+    if args.check and stale:
+        print(f"out of date: {stale}: rerun data_manifest/build_manifest.py", file=sys.stderr)
+        return 1
+    if args.check:
+        print("the data manifest is up to date")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -82,7 +82,11 @@ def test_committed_manifest_is_what_the_build_script_writes():
     spec = importlib.util.spec_from_file_location("build_manifest", config.MANIFEST_DIR / "build_manifest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.build(MIRROR) == data.MANIFEST_PATH.read_text(encoding="utf-8")
+    texts = mod.build(MIRROR)
+    assert {config.MANIFEST_DIR / f for f in texts} == set(data.manifest_files())
+    for fname, text in texts.items():
+        assert text == (config.MANIFEST_DIR / fname).read_text(encoding="utf-8"), fname
+        assert len(text) < 1024 * 1024, f"{fname} is over 1 MiB"
 
 
 def test_unknown_name_lists_close_matches():
