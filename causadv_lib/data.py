@@ -248,6 +248,7 @@ def verify(names: Iterable[str] | None = None, progress: bool = True) -> list[Pa
     from tqdm.auto import tqdm
 
     entries = [entry(n) for n in (manifest() if names is None else names)]
+    data_dir()  # an absent data directory is one error, not one per file
     record = _read_record()
     paths, failures = [], []
     try:
@@ -261,8 +262,9 @@ def verify(names: Iterable[str] | None = None, progress: bool = True) -> list[Pa
     finally:
         _flush_record()
     if failures:
+        shown = failures[:20] + ([f"... and {len(failures) - 20} more"] if len(failures) > 20 else [])
         raise DataError(f"{len(failures)} of {len(entries)} data files failed verification:\n  "
-                        + "\n  ".join(failures))
+                        + "\n  ".join(shown))
     return paths
 
 
