@@ -1,0 +1,66 @@
+"""Top-1 accuracy of a zoo model over an image pool, batched, with a progress bar."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import data
+
+#: the pools `python -m causadv_lib.zoo check` evaluates, per model dataset
+CHECK_POOLS = {
+    "imagenet": ("imagenet_prototypes", "imagenet_eval", "lossless_imagenet"),
+    "cifar10": ("cifar10_eval", "lossless_cifar10"),
+}
+
+
+@dataclass(frozen=True)
+class Top1:
+    """Result of `top1`: accuracy, count, predicted classes and labels (pool order), seconds spent."""
+
+    model: str
+    pool: str
+    top1: float
+    n: int
+    predictions: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    seconds: float
+
+    def line(self) -> str:
+        return f"{self.model} {self.pool} top1={self.top1:.4f} n={self.n}"
+
+
+def spread(n: int, limit: int | None) -> np.ndarray:
+    """`limit` indices evenly spread over 0..n-1 (all when limit is None or >= n): covers every class."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n, num=max(limit, 0), endpoint=False).astype(np.int64))
+
+
+def top1(model, pool, *, limit: int | None = None, batch_size: int | None = None, progress: bool = True) -> Top1:
+    """Top-1 accuracy of `model` (zoo name or ZooModel) on `pool` (pool name or data.ImagePool).
+
+    With `limit`, `limit` images evenly spread over the pool (deterministic). Images are decoded and
+    predicted `batch_size` at a time (default 32 for ImageNet-size inputs, 500 for CIFAR).
+    """
+    from . import resolve
+
+    zm = resolve(model)
+    p = data.pool(pool) if isinstance(pool, str) else pool
+    if len(p.class_names) != zm.num_classes:
+        raise ValueError(f"pool {p.name} has {len(p.class_names)} classes, model {zm.name} {zm.num_classes}")
+    idx = spread(len(p), limit)
+    bs = batch_size or (500 if zm.input_shape[0] <= 64 else 32)
+    start, preds = time.perf_counter(), []
+    with tqdm(total=len(idx), desc=f"{zm.name} {p.name}", unit="img", disable=not progress, leave=False) as bar:
+        for i in range(0, len(idx), bs):
+            chunk = idx[i:i + bs]
+            preds.append(zm.predict(p.load(chunk), batch_size=bs).argmax(axis=1))
+            bar.update(len(chunk))
+    pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    labels = p.labels[idx]
+    acc = float(np.mean(pred == labels)) if len(idx) else float("nan")
+    return Top1(zm.name, p.name, acc, len(idx), pred, labels, idx, time.perf_counter() - start)
