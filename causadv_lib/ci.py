@@ -1,0 +1,712 @@
+"""Counterfactual information (CI) of every filter of one layer (paper section 3.1), exact and fast.
+
+For an input x predicted as class c, removing filter k of a layer means multiplying channel k of that
+layer's output (after its activation) by 0 and keeping everything else intact; every consumer of the
+layer (e.g. a ResNet skip) sees the ablated tensor. The CI of filter k is, by ``definition``:
+
+==================== =================================================================================
+``probability``      p_c(x) - p_c(x with k removed): the paper's definition (the default)
+``log_probability``  log p_c(x) - log p_c(x with k removed), from the logits as
+                     log p_c = -log1p(sum_{j != c} exp(z_j - z_c)): exact and non-zero where p_c rounds
+                     to 1.0 in float32 (``z - logsumexp(z)`` loses exactly these differences)
+``logit``            z_c(x) - z_c(x with k removed); the logits are the input of the final softmax
+``authors``          p_c(x) - max_j p_j(x with k removed): what the authors' code computed (it differs
+                     from the paper whenever a removal flips the prediction); kept to document it
+==================== =================================================================================
+
+Every definition goes through the same paths, all exact in float32 (they agree with one full forward
+pass per removed filter to ~1e-6):
+
+- ``generic``: run the network to the layer once, then the rest of the network on memory-bounded
+  batches of ablated copies (any Keras functional model, any layer with an (H, W, K) output).
+- ``closed_form_flatten_dense``: the layer is followed only by per-channel layers (activations,
+  inference batchnorm, dropout, 2-D pooling), ``Flatten`` and a ``Dense`` (VGG heads). The first dense
+  pre-activation of removal k is ``z + W1[rows of channel k] . (f(0)_k - f(a)_k)`` (``f`` = the
+  per-channel layers, ``f(0)_k = 0`` without batchnorm), so only the layers after that Dense see the
+  batch of K removals.
+- ``closed_form_gap``: the same with ``GlobalAveragePooling2D`` instead of ``Flatten`` (MobileNet and
+  ResNet heads): when the Dense produces the logits, all K logit vectors come from one forward pass,
+  ``logits - mean_k * W[k]``.
+- ``naive`` (``method="naive"``, the reference for tests and the benchmark): a copy of the model with a
+  multiplicative channel mask after the layer, one full forward pass per removed filter.
+
+The unablated quantity is computed in the same batch and the same arithmetic as the ablated ones. A
+removal that leaves the tensor entering the rest of the network bit-identical (a dead channel: its map
+is all zeros) has a CI of exactly 0.0: it is set so, because a matrix product can round a row
+differently depending on its position in the batch (a last-bit difference, visible in
+``log_probability``).
+
+Example::
+
+    res = counterfactual_information(zm.model, zm.preprocess(images), zm.ci_layer)
+    res.ci            # (N, K) float32
+    res.path          # "closed_form_flatten_dense"
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers as L
+from keras import tree
+
+DEFINITIONS = ("probability", "log_probability", "logit", "authors")
+OUTPUTS = ("probabilities", "logits")
+METHODS = ("auto", "generic", "naive")
+PATHS = ("closed_form_gap", "closed_form_flatten_dense", "generic", "naive")
+#: float32 elements per batch of ablated copies (generic) or of closed-form head rows (128 MiB)
+ELEMENT_BUDGET = 1 << 25
+
+_IDENTITY = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
+             L.GaussianDropout, L.AlphaDropout, L.Identity, L.ActivityRegularization)
+_ELEMENTWISE = {"relu", "relu6", "elu", "selu", "gelu", "sigmoid", "tanh", "linear", "silu", "swish",
+                "leaky_relu", "hard_sigmoid", "hard_silu", "hard_swish", "softplus", "softsign",
+                "exponential", "mish", "celu", "squareplus", "sparse_plus", "log_sigmoid", "tanh_shrink"}
+_POOLING = (L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)
+
+
+@dataclass(frozen=True)
+class CIResult:
+    """CI vectors of N inputs: ``ci`` (N, K) float32, the predicted class, its probability, and provenance."""
+
+    ci: np.ndarray
+    predicted: np.ndarray
+    probability: np.ndarray
+    target: np.ndarray
+    definition: str
+    layer: str
+    path: str
+    filters: np.ndarray = field(default=None)  # the filter index of each column (all K unless a subset)
+
+
+# ------------------------------------------------------------------------------------------ graph
+def _functional(model):
+    """The functional graph of a Keras functional or Sequential model."""
+    if isinstance(model, keras.Sequential):
+        if getattr(model, "_functional", None) is None:
+            raise ValueError(f"Sequential model {model.name!r} has no graph yet: give it a keras.Input first")
+        return model._functional
+    if not hasattr(model, "_nodes_by_depth"):
+        raise TypeError(f"expected a Keras functional or Sequential model, got {type(model).__name__} "
+                        "(a subclassed model has no graph to split)")
+    return model
+
+
+def _nodes(fmodel) -> list:
+    """The model's computation nodes in topological order (inputs first)."""
+    by_depth = fmodel._nodes_by_depth
+    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]
+            if n.operation is not None and not n.is_input]
+
+
+def _subgraph(nodes: list, tensor) -> tuple[list, list]:
+    """Nodes downstream of `tensor` (topological order) and the other tensors they read (the frontier)."""
+    reached, down = {id(tensor)}, []
+    for n in nodes:
+        if any(id(x) in reached for x in n.input_tensors):
+            down.append(n)
+            reached.update(id(x) for x in n.outputs)
+    frontier = {}
+    for n in down:
+        for x in n.input_tensors:
+            if id(x) not in reached:
+                frontier.setdefault(id(x), x)
+    return down, list(frontier.values())
+
+
+def _ancestors(nodes: list, targets: list) -> list:
+    """The nodes needed to compute `targets`, in topological order."""
+    need, keep = {id(t) for t in targets}, []
+    for n in reversed(nodes):
+        if any(id(x) in need for x in n.outputs):
+            keep.append(n)
+            need.update(id(x) for x in n.input_tensors)
+    return keep[::-1]
+
+
+def _execute(nodes: list, values: dict, special: dict | None = None) -> dict:
+    """Run `nodes` in inference mode on `values` (id(KerasTensor) -> tensor), adding their outputs."""
+    for n in nodes:
+        if special and id(n) in special:
+            special[id(n)](n, values)
+            continue
+        args, kwargs = n.arguments.fill_in(values)
+        if getattr(n.operation, "_call_has_training_arg", False):
+            kwargs = {**kwargs, "training": False}
+        out = n.operation(*args, **kwargs)
+        for x, y in zip(n.outputs, tree.flatten(out)):
+            values[id(x)] = y
+    return values
+
+
+def _act_name(fn) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _is_softmax(op) -> bool:
+    if isinstance(op, L.Softmax):
+        return op.axis in (-1, [-1], (-1,))
+    return isinstance(op, L.Activation) and _act_name(op.activation) == "softmax"
+
+
+def _producer(nodes: list, tensor):
+    return next(n for n in nodes if any(x is tensor for x in n.outputs))
+
+
+def is_pooling(op) -> bool:
+    """True for pooling layers (never the CI layer when it is chosen automatically)."""
+    return isinstance(op, _POOLING)
+
+
+def default_layer(model) -> str:
+    """Name of the last layer with a rank-4 output that is not pooling or dropout (the CI layer)."""
+    fm = _functional(model)
+    for n in reversed(_nodes(fm)):
+        op = n.operation
+        if (isinstance(op, L.Layer) and len(n.outputs) == 1 and len(n.outputs[0].shape) == 4
+                and not is_pooling(op) and not isinstance(op, _IDENTITY)):
+            return op.name
+    raise ValueError(f"model {model.name!r} has no layer with an (H, W, K) output")
+
+
+# ------------------------------------------------------------------------------------------ plan
+@dataclass
+class _Plan:
+    """Everything about (model, layer, outputs) that the paths need, found once."""
+
+    fmodel: object
+    nodes: list
+    layer: object
+    A: object                   # the layer's output KerasTensor
+    K: int
+    down: list                  # nodes after the layer
+    frontier: list              # tensors the nodes after the layer read besides A
+    output: object              # the model's output KerasTensor
+    outputs: str                # "probabilities" | "logits"
+    logits: tuple               # ("output", None) | ("tensor", KerasTensor) | ("dense", node) | (None, None)
+    closed: dict | None         # closed-form pattern, or None
+    closed_refusal: str = ""    # why the closed form does not apply
+
+
+def _plan(model, layer, outputs: str) -> _Plan:
+    fm = _functional(model)
+    if len(fm.inputs) != 1 or len(fm.outputs) != 1:
+        raise ValueError(f"model {model.name!r}: expected one input and one output, got "
+                         f"{len(fm.inputs)} and {len(fm.outputs)}")
+    for op in fm.operations:
+        cd = getattr(op, "compute_dtype", "float32")
+        if isinstance(op, L.Layer) and not isinstance(op, L.InputLayer) and cd != "float32":
+            raise ValueError(f"layer {op.name!r} computes in {cd}: CI must be computed in float32 "
+                             "(load the model under the 'float32' dtype policy)")
+    nodes = _nodes(fm)
+    name = layer if isinstance(layer, str) else getattr(layer, "name", None)
+    found = [n for n in nodes if n.operation is layer or n.operation.name == name]
+    if not found:
+        raise ValueError(f"layer {name!r} is not a layer of model {model.name!r} "
+                         "(layers of nested models are not supported: flatten the model)")
+    if len(found) != 1 or len(found[0].outputs) != 1:
+        raise ValueError(f"layer {name!r} is called {len(found)} times or has several outputs; "
+                         "expected a layer called once with one output")
+    lnode = found[0]
+    A = lnode.outputs[0]
+    if len(A.shape) != 4 or any(d is None for d in A.shape[1:]):
+        raise ValueError(f"layer {name!r} has output shape {tuple(A.shape)}; expected (batch, H, W, K) "
+                         "with known H, W, K (channels last)")
+    down, frontier = _subgraph(nodes, A)
+    O = fm.outputs[0]
+    if not any(x is O for n in down for x in n.outputs):
+        raise ValueError(f"the output of model {model.name!r} does not depend on layer {name!r}")
+    plan = _Plan(fm, nodes, lnode.operation, A, int(A.shape[-1]), down, frontier, O, outputs,
+                 _find_logits(nodes, O, outputs), None)
+    plan.closed, plan.closed_refusal = _match_closed_form(plan)
+    return plan
+
+
+def _find_logits(nodes, O, outputs):
+    if outputs == "logits":
+        return ("output", None)
+    n = _producer(nodes, O)
+    if _is_softmax(n.operation) and len(n.input_tensors) == 1:
+        return ("tensor", n.input_tensors[0])
+    if isinstance(n.operation, L.Dense) and _act_name(n.operation.activation) == "softmax":
+        return ("dense", n)
+    return (None, None)
+
+
+def _match_closed_form(p: _Plan):
+    """The closed-form pattern after the layer, or (None, why not).
+
+    Accepted: A -> per-channel layers* -> (Flatten | GlobalAveragePooling2D) -> identity layers* ->
+    Dense -> anything that reads only that Dense's output. Each tensor up to the Dense has exactly one
+    consumer, and the layers are channels-last.
+    """
+    chain, t = [], p.A
+    consumers = lambda x: [n for n in p.down if any(y is x for y in n.input_tensors)]  # noqa: E731
+    reduction = None
+    while True:
+        cs = consumers(t)
+        if len(cs) != 1 or len(cs[0].input_tensors) != 1 or len(cs[0].outputs) != 1 or t is p.output:
+            return None, f"tensor {t.name} does not feed exactly one single-input layer"
+        n, op = cs[0], cs[0].operation
+        if reduction is None and _per_channel(op):
+            pass
+        elif reduction is None and isinstance(op, L.GlobalAveragePooling2D) and not op.keepdims \
+                and op.data_format == "channels_last":
+            reduction = "gap"
+        elif reduction is None and isinstance(op, L.Flatten) and len(t.shape) == 4 \
+                and op.data_format == "channels_last":
+            reduction = "flatten"
+        elif reduction is not None and isinstance(op, _IDENTITY):
+            pass
+        elif reduction is not None and isinstance(op, L.Dense) and len(t.shape) == 2 \
+                and not getattr(op, "lora_enabled", False) and getattr(op, "quantization_mode", None) is None:
+            dense = n
+            break
+        else:
+            return None, f"layer {op.name!r} ({type(op).__name__}) is not in the closed-form pattern"
+        chain.append(n)
+        t = n.outputs[0]
+    tail, frontier = _subgraph(p.nodes, dense.outputs[0])
+    if frontier or len(p.down) != len(chain) + 1 + len(tail):
+        return None, "layers after the Dense read other tensors, or the layer has other consumers"
+    if p.logits[0] == "tensor" and not (p.logits[1] is dense.outputs[0] or any(
+            x is p.logits[1] for n in tail for x in n.outputs)):
+        return None, "the logits are not computed after the Dense"
+    return dict(chain=chain, v=t, dense=dense, tail=tail, reduction=reduction, P=int(t.shape[-1]) // p.K), ""
+
+
+def _per_channel(op) -> bool:
+    """Layers whose output channel k depends only on input channel k (in inference)."""
+    if isinstance(op, _IDENTITY) or isinstance(op, (L.ReLU, L.LeakyReLU, L.ELU, L.PReLU)):
+        return True
+    if isinstance(op, L.Activation):
+        return _act_name(op.activation) in _ELEMENTWISE
+    if isinstance(op, L.BatchNormalization):
+        return op.axis in (-1, 3, [-1], [3])
+    if isinstance(op, (L.MaxPooling2D, L.AveragePooling2D)):
+        return op.data_format == "channels_last"
+    return False
+
+
+# ------------------------------------------------------------------------------------------ scores
+def _others(logits, c):
+    """z_j - z_c for j != c, and -inf at j = c."""
+    zc = tf.gather(logits, c, batch_dims=1)
+    hit = tf.one_hot(c, tf.shape(logits)[-1], on_value=True, off_value=False)
+    return tf.where(hit, tf.constant(-np.inf, logits.dtype), logits - zc[:, None])
+
+
+def _prob(logits, c):
+    """p_c = exp(-log1p(sum_{j != c} exp(z_j - z_c))), computed alike in every row of a batch.
+
+    Not ``1 / (1 + S)``: in a compiled graph TensorFlow turns that into an approximate reciprocal whose
+    result depends on the row's position in the batch (0.99999994 in one row, 1.0 in another for the
+    same logits); the softmax kernel has the same flaw. This form gives exactly 1.0 whenever 1 + S
+    rounds to 1, so saturated removals have a CI of exactly 0 on every path.
+    """
+    return tf.exp(-tf.math.log1p(tf.reduce_sum(tf.exp(_others(logits, c)), axis=-1)))
+
+
+def _log_prob(logits, c):
+    """log p_c = -log1p(sum_{j != c} exp(z_j - z_c)), stable and exact near p_c = 1."""
+    d = _others(logits, c)
+    m = tf.reduce_max(d, axis=-1)
+    return -tf.nn.softplus(m + tf.math.log(tf.reduce_sum(tf.exp(d - m[:, None]), axis=-1)))
+
+
+def _row_scores(definition, probs, logits, c):
+    """(reference score, removal score) per row: CI = reference(unablated row) - removal(ablated row).
+
+    Probabilities come from the logits where they are known (`_prob`), else from the model's output.
+    """
+    if definition in ("probability", "authors"):
+        if logits is None:
+            s = tf.gather(probs, c, batch_dims=1)
+            return s, (tf.reduce_max(probs, axis=-1) if definition == "authors" else s)
+        s = _prob(logits, c)
+        return s, (_prob(logits, tf.argmax(logits, axis=-1, output_type=tf.int32)) if definition == "authors" else s)
+    s = tf.gather(logits, c, batch_dims=1) if definition == "logit" else _log_prob(logits, c)
+    return s, s
+
+
+def _finish(definition, probs, logits, target, unchanged):
+    """CI from (G, R, C) outputs whose last row is the unablated one -> (ci (G, R-1), pred, prob, c).
+
+    `unchanged` (G, R-1): removals that leave the tensor entering the rest of the network bit-identical
+    (a dead channel). Their CI, and that of removals whose output row equals the unablated row bit for
+    bit, is exactly 0 by definition: this removes the last-bit noise that a matrix product can add to
+    a row depending on its position in the batch.
+    """
+    G, R = tf.shape(probs)[0], tf.shape(probs)[1]
+    top = probs if logits is None else logits
+    pred = tf.argmax(top[:, -1], axis=-1, output_type=tf.int32)
+    c = tf.where(target >= 0, target, pred)
+    flat = lambda x: None if x is None else tf.reshape(x, (G * R, -1))  # noqa: E731
+    ref_s, abl_s = _row_scores(definition, flat(probs), flat(logits), tf.repeat(c, R))
+    ref_s, abl_s = tf.reshape(ref_s, (G, R)), tf.reshape(abl_s, (G, R))
+    for out in (probs, logits):
+        if out is not None:
+            unchanged |= tf.reduce_all(tf.equal(out[:, :-1], out[:, -1:]), axis=-1)
+    ci = tf.where(unchanged, tf.zeros_like(abl_s[:, :-1]), ref_s[:, -1:] - abl_s[:, :-1])
+    prob = _row_scores("probability", probs[:, -1], None if logits is None else logits[:, -1], pred)[0]
+    return ci, pred, prob, c
+
+
+def _head(p: _Plan, values: dict, definition: str):
+    """(probabilities, logits or None) from executed values."""
+    if p.logits[0] == "output":
+        logits = values[id(p.output)]
+        return tf.nn.softmax(logits), logits
+    logits = None
+    if p.logits[0] == "tensor":
+        logits = values[id(p.logits[1])]
+    elif p.logits[0] == "dense":
+        logits = values["logits"]
+    return values[id(p.output)], logits
+
+
+def _special(p: _Plan) -> dict:
+    """Hook that computes a softmax Dense in two steps so that its logits are kept."""
+    if p.logits[0] != "dense":
+        return {}
+
+    def dense_softmax(n, values):
+        op = n.operation
+        (x,), _ = n.arguments.fill_in(values)
+        z = tf.matmul(x, op.kernel)
+        z = z + op.bias if op.use_bias else z
+        values["logits"] = z
+        values[id(n.outputs[0])] = op.activation(z)
+    return {id(p.logits[1]): dense_softmax}
+
+
+# ------------------------------------------------------------------------------------------ paths
+class _Engine:
+    """Compiled functions of one (model, layer, outputs), built once and reused (no retracing)."""
+
+    def __init__(self, plan: _Plan):
+        self.p = plan
+        self._fns = {}
+
+    def fn(self, kind, definition):
+        key = (kind, definition)
+        if key not in self._fns:
+            make = {"stage1": self._stage1, "generic": self._generic, "closed": self._closed}[kind]
+            self._fns[key] = tf.function(make(definition), autograph=False)
+        return self._fns[key]
+
+    def _stage1(self, _definition):
+        p = self.p
+        up = _ancestors(p.nodes, [p.A, *p.frontier])
+
+        def run(images):
+            v = _execute(up, {id(p.fmodel.inputs[0]): images})
+            return [v[id(p.A)]] + [v[id(t)] for t in p.frontier]
+        return run
+
+    def _generic(self, definition):
+        p, special = self.p, _special(self.p)
+
+        def run(A, frontier, kidx, target):
+            # A (G, H, W, K); kidx (G, R): filter removed in each row, K = none (the last row)
+            G, R = tf.shape(kidx)[0], tf.shape(kidx)[1]
+            mask = 1.0 - tf.one_hot(kidx, p.K, dtype=A.dtype)
+            x = A[:, None] * mask[:, :, None, None, :]
+            values = {id(p.A): tf.reshape(x, tf.concat([[G * R], tf.shape(A)[1:]], 0))}
+            for t, f in zip(p.frontier, frontier):
+                values[id(t)] = tf.repeat(f, R, axis=0)
+            _execute(p.down, values, special)
+            probs, logits = _head(p, values, definition)
+            shape = lambda x: None if x is None else tf.reshape(x, (G, R, -1))  # noqa: E731
+            dead = tf.reduce_all(tf.equal(A, 0.0), axis=(1, 2))                          # (G, K)
+            unchanged = tf.gather(tf.pad(dead, [[0, 0], [0, 1]]), kidx[:, :-1], batch_dims=1)
+            return _finish(definition, shape(probs), shape(logits), target, unchanged)
+        return run
+
+    def _closed(self, definition):
+        p, cf = self.p, self.p.closed
+        up = _ancestors(p.nodes, [p.A])
+        dense = cf["dense"].operation
+        special = {k: f for k, f in _special(p).items() if k != id(cf["dense"])}
+
+        def run(images, target):
+            B = tf.shape(images)[0]
+            A = _execute(up, {id(p.fmodel.inputs[0]): images})[id(p.A)]
+            # the per-channel layers on A and on an all-zero map, in one batch: f(a) and f(0)
+            ext = tf.concat([A, tf.zeros_like(A[:1])], axis=0)
+            v_ext = _execute(cf["chain"], {id(p.A): ext})[id(cf["v"])]
+            v, v0 = v_ext[:-1], v_ext[-1:]
+            z = tf.matmul(v, dense.kernel)
+            z = z + dense.bias if dense.use_bias else z
+            U = tf.shape(z)[-1]
+            diff = tf.transpose(tf.reshape(v0 - v, (B, cf["P"], p.K)), (2, 0, 1))      # (K, B, P)
+            w = tf.transpose(tf.reshape(dense.kernel, (cf["P"], p.K, U)), (1, 0, 2))   # (K, P, U)
+            delta = tf.matmul(diff, w) if cf["P"] > 1 else diff * w                    # (K, B, U)
+            rows = tf.concat([z[None] + delta, z[None]], axis=0)                      # (K+1, B, U)
+            rows = tf.reshape(rows, ((p.K + 1) * B, U))
+            values = {id(cf["dense"].outputs[0]): dense.activation(rows)}
+            if p.logits[0] == "dense" and p.logits[1] is cf["dense"]:
+                values["logits"] = rows
+            _execute(cf["tail"], values, special)
+            probs, logits = _head(p, values, definition)
+            shape = lambda x: None if x is None else tf.transpose(  # noqa: E731
+                tf.reshape(x, (p.K + 1, B, -1)), (1, 0, 2))
+            unchanged = tf.transpose(tf.reduce_all(tf.equal(delta, 0.0), axis=-1))   # (B, K)
+            return _finish(definition, shape(probs), shape(logits), target, unchanged)
+        return run
+
+
+_ENGINES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _engine(model, layer, outputs) -> _Engine:
+    per_model = _ENGINES.setdefault(model, {})
+    key = (layer if isinstance(layer, str) else layer.name, outputs)
+    if key not in per_model:
+        per_model[key] = _Engine(_plan(model, layer, outputs))
+    return per_model[key]
+
+
+def _batches(n: int, size: int, progress, desc: str):
+    starts = range(0, n, size)
+    if progress is None:
+        progress = len(starts) >= 4
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc=desc, unit="batch")
+    return starts
+
+
+def _pad(x: np.ndarray, size: int) -> np.ndarray:
+    """Pad the first axis to `size` by repeating the last entry (fixed shapes: no retracing)."""
+    if len(x) == size:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)], axis=0)
+
+
+def _run_closed(eng, definition, images, target, batch_size, progress):
+    p = eng.p
+    widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed["dense"], *p.closed["tail"]])
+    B = max(1, min(batch_size, len(images), ELEMENT_BUDGET // ((p.K + 1) * widest)))
+    fn, out = eng.fn("closed", definition), []
+    for s in _batches(len(images), B, progress, "CI (closed form)"):
+        n = min(B, len(images) - s)
+        res = fn(tf.constant(_pad(images[s:s + n], B)), tf.constant(_pad(target[s:s + n], B)))
+        out.append([r.numpy()[:n] for r in res])
+    return [np.concatenate(parts) for parts in zip(*out)]
+
+
+def _run_generic(eng, definition, images, target, batch_size, progress):
+    p = eng.p
+    stage1, fn = eng.fn("stage1", None), eng.fn("generic", definition)
+    per_row = int(np.prod(p.A.shape[1:]))
+    rows = max(2, ELEMENT_BUDGET // per_row)            # ablated copies per call, reference included
+    B = max(1, min(batch_size, len(images)))
+    out = []
+    for s in _batches(len(images), B, progress, "CI (generic)"):
+        n = min(B, len(images) - s)
+        acts = [a.numpy()[:n] for a in stage1(tf.constant(_pad(images[s:s + n], B)))]
+        out.append(_generic_chunks(fn, p.K, acts, target[s:s + n], rows))
+    return [np.concatenate(parts) for parts in zip(*out)]
+
+
+def _generic_chunks(fn, K, acts, target, rows):
+    """Call the generic function on chunks of (image, removed filter) rows, each with its reference row."""
+    n = len(target)
+    if K + 1 <= rows:                                   # whole images per call
+        G = min(n, rows // (K + 1))
+        kidx = np.tile(np.arange(K + 1, dtype=np.int32), (G, 1))
+        res = []
+        for s in range(0, n, G):
+            m = min(G, n - s)
+            r = fn(tf.constant(_pad(acts[0][s:s + m], G)), [tf.constant(_pad(a[s:s + m], G)) for a in acts[1:]],
+                   tf.constant(kidx), tf.constant(_pad(target[s:s + m], G)))
+            res.append([x.numpy()[:m] for x in r])
+        return [np.concatenate(parts) for parts in zip(*res)]
+    m = rows - 1                                        # filters per call for one image
+    ci = np.empty((n, K), np.float32)
+    pred, prob, c = (np.empty(n, np.int32), np.empty(n, np.float32), np.empty(n, np.int32))
+    for i in range(n):
+        a = [tf.constant(x[i:i + 1]) for x in acts]
+        for s in range(0, K, m):
+            ks = np.full(m + 1, K, np.int32)
+            ks[:min(m, K - s)] = np.arange(s, min(s + m, K))
+            r = fn(a[0], a[1:], tf.constant(ks[None]), tf.constant(target[i:i + 1]))
+            ci[i, s:s + m] = r[0].numpy()[0, :min(m, K - s)]
+            pred[i], prob[i], c[i] = r[1].numpy()[0], r[2].numpy()[0], r[3].numpy()[0]
+    return [ci, pred, prob, c]
+
+
+# ------------------------------------------------------------------------------------------ naive
+class _ChannelMask(keras.layers.Layer):
+    """Multiplies the channels of its input by a 0/1 vector (the reference's filter removal)."""
+
+    def __init__(self, k: int, **kwargs):
+        super().__init__(**kwargs)
+        self.mask = self.add_weight(shape=(k,), initializer="ones", trainable=False, name="mask")
+
+    def call(self, x):
+        return x * self.mask
+
+
+def _naive_model(p: _Plan):
+    """The model with a channel mask after the layer (sharing its layers) -> (Model, mask layer)."""
+    mask, stash, twin = _ChannelMask(p.K, name="ci_channel_mask"), {}, {}
+    if p.logits[0] == "dense":                          # a softmax Dense: split off its logits
+        op = p.logits[1].operation
+        cfg = {**op.get_config(), "activation": "linear", "name": op.name + "_logits"}
+        twin[id(op)] = L.Dense.from_config(cfg)
+
+    def call_fn(layer, *args, **kwargs):
+        if id(layer) in twin:
+            t = twin[id(layer)]
+            z = t(*args, **kwargs)
+            t.set_weights(layer.get_weights())
+            stash["logits"] = z
+            return L.Activation("softmax")(z)
+        if p.logits[0] == "tensor" and layer is _producer(p.nodes, p.output).operation:
+            stash["logits"] = args[0]
+        out = layer(*args, **kwargs)
+        return mask(out) if layer is p.layer else out
+
+    clone = keras.models.clone_model(p.fmodel, clone_function=lambda layer: layer, call_function=call_fn)
+    outs = [clone.outputs[0], clone.outputs[0] if p.outputs == "logits" else stash.get("logits")]
+    return keras.Model(clone.inputs, [o for o in outs if o is not None]), mask
+
+
+def _run_naive(eng, definition, images, target, filters, batch_size, progress):
+    p = eng.p
+    if "naive" not in eng._fns:
+        m, mask = _naive_model(p)
+        eng._fns["naive"] = (tf.function(lambda x: m(x, training=False), autograph=False), mask)
+    f, mask = eng._fns["naive"]
+    B = max(1, min(batch_size, len(images)))
+    out = []
+    for s in _batches(len(images), B, progress, "CI (naive)"):
+        n = min(B, len(images) - s)
+        x = tf.constant(_pad(images[s:s + n], B))
+        rows = []
+        for k in [*filters, None]:                      # the unablated pass last, same arithmetic
+            mask.mask.assign(np.where(np.arange(p.K) == k, 0.0, 1.0).astype(np.float32))
+            rows.append(f(x))
+        mask.mask.assign(np.ones(p.K, np.float32))
+        if p.outputs == "logits":
+            probs = tf.stack([tf.nn.softmax(r[0]) for r in rows], 1)
+            logits = tf.stack([r[0] for r in rows], 1)
+        else:
+            probs = tf.stack([r[0] for r in rows], 1)
+            logits = tf.stack([r[1] for r in rows], 1) if len(rows[0]) > 1 else None
+        same = tf.zeros((B, len(filters)), tf.bool)    # separate passes of one shape: no batch effects
+        res = _finish(definition, probs, logits, tf.constant(_pad(target[s:s + n], B)), same)
+        out.append([r.numpy()[:n] for r in res])
+    return [np.concatenate(parts) for parts in zip(*out)]
+
+
+# ------------------------------------------------------------------------------------------ API
+def _check(model, images, layer, target, definition, outputs, method):
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition={definition!r}; expected one of {DEFINITIONS}")
+    if outputs not in OUTPUTS:
+        raise ValueError(f"outputs={outputs!r}; expected one of {OUTPUTS}")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; expected one of {METHODS}")
+    layer = default_layer(model) if layer is None else layer
+    eng = _engine(model, layer, outputs)
+    if definition in ("logit", "log_probability") and eng.p.logits[0] is None:
+        raise ValueError(f"definition={definition!r} needs the logits, but the output of model {model.name!r} "
+                         "is not a softmax (layer or Dense activation) whose input could be read; "
+                         "pass outputs='logits' if the model outputs logits")
+    images = np.asarray(images, dtype=np.float32)
+    want = tuple(eng.p.fmodel.inputs[0].shape[1:])
+    if images.ndim != len(want) + 1 or any(w is not None and w != d for w, d in zip(want, images.shape[1:])):
+        raise ValueError(f"images have shape {images.shape}; model {model.name!r} expects (N, {want})")
+    n, C = len(images), int(eng.p.output.shape[-1])
+    target = np.full(n, -1, np.int32) if target is None else np.broadcast_to(
+        np.asarray(target, np.int32), (n,)).copy()
+    if np.any((target < -1) | (target >= C)):
+        raise ValueError(f"target must be class indices in [0, {C}), got {target[(target < -1) | (target >= C)][:5]}")
+    return eng, np.ascontiguousarray(images), target
+
+
+def counterfactual_information(model, images, layer=None, *, target=None, definition: str = "probability",
+                               outputs: str = "probabilities", method: str = "auto", batch_size: int = 32,
+                               cache: bool = False, progress: bool | None = None) -> CIResult:
+    """CI of every filter of `layer` for each of `images` (already-preprocessed model inputs).
+
+    layer: name or Layer with an (H, W, K) output; None = `default_layer(model)`.
+    target: class (int or (N,) ints) whose CI is computed; None = the predicted class.
+    definition: one of DEFINITIONS (module docstring); outputs: "probabilities" (the model ends in a
+    softmax) or "logits" (it outputs logits). method: "auto" (closed form where the graph allows it,
+    else generic), "generic", or "naive" (the reference: one full forward pass per filter).
+    cache: reuse CI vectors stored under `config.cache_dir()/ci`, keyed by the weights, the layer, the
+    input bytes, the target, the definition, outputs, method and the library version (`cache.py`).
+    """
+    eng, images, target = _check(model, images, layer, target, definition, outputs, method)
+    p = eng.p
+    path = "naive" if method == "naive" else (
+        f"closed_form_{'gap' if p.closed['reduction'] == 'gap' else 'flatten_dense'}"
+        if method == "auto" and p.closed else "generic")
+    key = None
+    if cache:
+        from . import __version__, cache as ccache
+        key = ccache.key("ci", ccache.weights_fingerprint(model), p.layer.name, images, target, definition,
+                         outputs, method, __version__)
+        hit = ccache.load("ci", key)
+        if hit is not None:
+            return _result(hit["ci"], hit["predicted"], hit["probability"], hit["target"], definition,
+                           p.layer.name, str(hit["path"]))
+    if path == "naive":
+        ci, pred, prob, c = _run_naive(eng, definition, images, target, list(range(p.K)), batch_size, progress)
+    elif path == "generic":
+        ci, pred, prob, c = _run_generic(eng, definition, images, target, batch_size, progress)
+    else:
+        ci, pred, prob, c = _run_closed(eng, definition, images, target, batch_size, progress)
+    res = _result(ci, pred, prob, c, definition, p.layer.name, path)
+    if key is not None:
+        ccache.save("ci", key, {"ci": res.ci, "predicted": res.predicted, "probability": res.probability,
+                                "target": res.target, "path": np.array(path)})
+    return res
+
+
+def reference_ablation(model, images, layer=None, *, filters=None, target=None, definition: str = "probability",
+                       outputs: str = "probabilities", batch_size: int = 32, progress: bool | None = None
+                       ) -> CIResult:
+    """The reference: CI of `filters` (default all) by one full forward pass of a masked model per filter."""
+    eng, images, target = _check(model, images, layer, target, definition, outputs, "naive")
+    ks = list(range(eng.p.K)) if filters is None else [int(k) for k in filters]
+    if any(not 0 <= k < eng.p.K for k in ks):
+        raise ValueError(f"filters must be in [0, {eng.p.K}), got {ks}")
+    ci, pred, prob, c = _run_naive(eng, definition, images, target, ks, batch_size, progress)
+    return _result(ci, pred, prob, c, definition, eng.p.layer.name, "naive", np.asarray(ks))
+
+
+def _result(ci, pred, prob, c, definition, layer, path, filters=None) -> CIResult:
+    ci = np.asarray(ci, np.float32)
+    return CIResult(ci=ci, predicted=np.asarray(pred, np.int64), probability=np.asarray(prob, np.float32),
+                    target=np.asarray(c, np.int64), definition=definition, layer=layer, path=path,
+                    filters=np.arange(ci.shape[1]) if filters is None else filters)
+
+
+def closed_form_pattern(model, layer=None, outputs: str = "probabilities") -> str | None:
+    """The closed-form path that `method="auto"` uses for (model, layer), or None with the generic path."""
+    p = _engine(model, default_layer(model) if layer is None else layer, outputs).p
+    return None if p.closed is None else f"closed_form_{'gap' if p.closed['reduction'] == 'gap' else 'flatten_dense'}"
+
+
+def predict_probabilities(model, images, *, outputs: str = "probabilities", batch_size: int = 64) -> np.ndarray:
+    """Class probabilities of `images` (compiled forward pass in fixed-size batches; softmax of logits)."""
+    images = np.asarray(images, np.float32)
+    fm = _functional(model)
+    per_model = _ENGINES.setdefault(model, {})
+    if ("forward", outputs) not in per_model:
+        soft = outputs == "logits"
+        per_model[("forward", outputs)] = tf.function(
+            lambda x: tf.nn.softmax(fm(x, training=False)) if soft else fm(x, training=False), autograph=False)
+    f = per_model[("forward", outputs)]
+    B = max(1, min(batch_size, len(images)))
+    out = [f(tf.constant(_pad(images[s:s + B], B))).numpy()[:min(B, len(images) - s)]
+           for s in range(0, len(images), B)]
+    return np.concatenate(out) if out else np.zeros((0, int(fm.outputs[0].shape[-1])), np.float32)
