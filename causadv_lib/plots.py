@@ -33,3 +33,22 @@ def image_grid(images: Sequence[np.ndarray], labels: Sequence[int], probabilitie
 
 def _short(name: str, width: int = 16) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
+
+
+CAUSAL, ZERO, NEGATIVE = "#1a7f37", "#8c959f", "#cf222e"
+
+
+def ci_bars(ax, ci: np.ndarray, *, title: str | None = None, sort: bool = False):
+    """Bar chart of one CI vector over filters: causal (CI > 0) green, zero grey, negative red."""
+    ci = np.asarray(ci, dtype=np.float32)
+    order = np.argsort(-ci, kind="stable") if sort else np.arange(len(ci))
+    values = ci[order]
+    colors = np.where(values > 0, CAUSAL, np.where(values < 0, NEGATIVE, ZERO))
+    ax.bar(np.arange(len(values)), values, width=1.0, color=colors, linewidth=0)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xlim(-0.5, len(values) - 0.5)
+    ax.set_xlabel("filters, sorted by CI" if sort else "filter index")
+    ax.set_ylabel("CI")
+    counts = f"{int((ci > 0).sum())} causal, {int((ci == 0).sum())} zero, {int((ci < 0).sum())} negative"
+    ax.set_title(f"{title}\n{counts}" if title else counts, fontsize=9)
+    return ax
