@@ -131,11 +131,11 @@ def for_profile(model: str, pool: str, profile: str) -> SampleList:
 
 def derive(model: str, pool: str) -> SampleList:
     """Choose the paper-scale sample of (model, pool) afresh: predictions of the model on the whole pool."""
-    from . import data, zoo
+    from . import data
+    from .zoo import evaluate
 
-    zm = zoo.get(model)
     images_pool = data.pool(pool)
-    predicted = zoo.predict_pool(zm, images_pool).argmax(axis=1)
+    predicted = evaluate.top1(model, images_pool).predictions
     prof = config.get_profile("paper")
     classes_attr, per_class_attr = PAPER_LISTS[(model, pool)]
     idx = choose(images_pool.labels, predicted, n_classes=getattr(prof, classes_attr),
