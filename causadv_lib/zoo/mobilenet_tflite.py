@@ -169,3 +169,30 @@ def build(tflite_path, name: str = "mobilenet_v2_imagenet") -> keras.Model:
     for lname, w in weights:
         model.get_layer(lname).set_weights(w)
     return model
+
+
+def interpreter_predict(tflite_path, images224: np.ndarray) -> np.ndarray:
+    """Reference: the TFLite interpreter's probabilities for uint8 (N, 224, 224, 3) images, (N, 1000) float32.
+
+    The quantised output (uint8, scale 1/256) is dequantised and its index 0 ("background") dropped,
+    so index i is ImageNet class i (not renormalised). For checking the float rebuild only.
+    """
+    import warnings
+
+    import tensorflow as tf
+
+    images224 = np.asarray(images224)
+    if images224.dtype != np.uint8 or images224.ndim != 4 or images224.shape[1:] != (224, 224, 3):
+        raise ValueError(f"expected uint8 images of shape (N, 224, 224, 3), got {images224.dtype} {images224.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter is deprecated (LiteRT) but present in TF 2.21
+        interp = tf.lite.Interpreter(model_path=str(tflite_path), num_threads=2)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    scale, zero = out["quantization"]
+    probs = np.empty((len(images224), 1000), np.float32)
+    for k, img in enumerate(images224):
+        interp.set_tensor(inp["index"], img[None])
+        interp.invoke()
+        probs[k] = (interp.get_tensor(out["index"])[0, 1:].astype(np.float32) - zero) * scale
+    return probs
