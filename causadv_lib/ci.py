@@ -390,6 +390,29 @@ class _Engine:
     def __init__(self, plan: _Plan):
         self.p = plan
         self._fns = {}
+        self._by_channel = (None, None)     # (fingerprint, kernel as (K, P, U)) of the first Dense
+
+    def kernel_by_channel(self):
+        """The first Dense's kernel as (K, P, U): rows of channel k together (closed form).
+
+        Transposing VGG16's 25088 x 4096 kernel costs more than the rest of the closed form, so the
+        transposed copy is kept and remade whenever the kernel's fingerprint (farmhash of its bytes,
+        ~0.05 s for 400 MB) changes: changing the weights in place never serves a stale copy.
+        """
+        cf, K = self.p.closed, self.p.K
+        kernel = cf["dense"].operation.kernel
+        if cf["P"] == 1:
+            return tf.reshape(kernel, (K, 1, -1))
+        if "kernel_fns" not in self._fns:
+            P = cf["P"]
+            self._fns["kernel_fns"] = (
+                tf.function(lambda w: tf.fingerprint(tf.reshape(w, (P, -1)))),
+                tf.function(lambda w: tf.transpose(tf.reshape(w, (P, K, -1)), (1, 0, 2))))
+        fingerprint, transpose = self._fns["kernel_fns"]
+        fp = fingerprint(kernel).numpy()
+        if self._by_channel[0] is None or not np.array_equal(fp, self._by_channel[0]):
+            self._by_channel = (fp, transpose(kernel))
+        return self._by_channel[1]
 
     def fn(self, kind, definition):
         key = (kind, definition)
@@ -432,7 +455,8 @@ class _Engine:
         dense = cf["dense"].operation
         special = {k: f for k, f in _special(p).items() if k != id(cf["dense"])}
 
-        def run(images, target):
+        def run(images, target, w):
+            # w: the Dense kernel as (K, P, U), see kernel_by_channel
             B = tf.shape(images)[0]
             A = _execute(up, {id(p.fmodel.inputs[0]): images})[id(p.A)]
             # the per-channel layers on A and on an all-zero map, in one batch: f(a) and f(0)
@@ -443,7 +467,6 @@ class _Engine:
             z = z + dense.bias if dense.use_bias else z
             U = tf.shape(z)[-1]
             diff = tf.transpose(tf.reshape(v0 - v, (B, cf["P"], p.K)), (2, 0, 1))      # (K, B, P)
-            w = tf.transpose(tf.reshape(dense.kernel, (cf["P"], p.K, U)), (1, 0, 2))   # (K, P, U)
             delta = tf.matmul(diff, w) if cf["P"] > 1 else diff * w                    # (K, B, U)
             rows = tf.concat([z[None] + delta, z[None]], axis=0)                      # (K+1, B, U)
             rows = tf.reshape(rows, ((p.K + 1) * B, U))
@@ -491,10 +514,10 @@ def _run_closed(eng, definition, images, target, batch_size, progress):
     p = eng.p
     widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed["dense"], *p.closed["tail"]])
     B = max(1, min(batch_size, len(images), ELEMENT_BUDGET // ((p.K + 1) * widest)))
-    fn, out = eng.fn("closed", definition), []
+    fn, out, w = eng.fn("closed", definition), [], eng.kernel_by_channel()
     for s in _batches(len(images), B, progress, "CI (closed form)"):
         n = min(B, len(images) - s)
-        res = fn(tf.constant(_pad(images[s:s + n], B)), tf.constant(_pad(target[s:s + n], B)))
+        res = fn(tf.constant(_pad(images[s:s + n], B)), tf.constant(_pad(target[s:s + n], B)), w)
         out.append([r.numpy()[:n] for r in res])
     return [np.concatenate(parts) for parts in zip(*out)]
 
@@ -690,23 +713,66 @@ def _result(ci, pred, prob, c, definition, layer, path, filters=None) -> CIResul
                     filters=np.arange(ci.shape[1]) if filters is None else filters)
 
 
+def num_filters(model, layer=None) -> int:
+    """K, the number of channels of `layer`'s output (default `default_layer(model)`)."""
+    return _engine(model, default_layer(model) if layer is None else layer, "probabilities").p.K
+
+
 def closed_form_pattern(model, layer=None, outputs: str = "probabilities") -> str | None:
     """The closed-form path that `method="auto"` uses for (model, layer), or None with the generic path."""
     p = _engine(model, default_layer(model) if layer is None else layer, outputs).p
     return None if p.closed is None else f"closed_form_{'gap' if p.closed['reduction'] == 'gap' else 'flatten_dense'}"
 
 
-def predict_probabilities(model, images, *, outputs: str = "probabilities", batch_size: int = 64) -> np.ndarray:
-    """Class probabilities of `images` (compiled forward pass in fixed-size batches; softmax of logits)."""
-    images = np.asarray(images, np.float32)
-    fm = _functional(model)
+def _forward(model, outputs: str, with_logits: bool):
+    """Compiled forward pass: probabilities, or (probabilities, logits or None). Cached per model."""
     per_model = _ENGINES.setdefault(model, {})
-    if ("forward", outputs) not in per_model:
-        soft = outputs == "logits"
-        per_model[("forward", outputs)] = tf.function(
-            lambda x: tf.nn.softmax(fm(x, training=False)) if soft else fm(x, training=False), autograph=False)
-    f = per_model[("forward", outputs)]
-    B = max(1, min(batch_size, len(images)))
-    out = [f(tf.constant(_pad(images[s:s + B], B))).numpy()[:min(B, len(images) - s)]
-           for s in range(0, len(images), B)]
-    return np.concatenate(out) if out else np.zeros((0, int(fm.outputs[0].shape[-1])), np.float32)
+    key = ("forward", outputs, with_logits)
+    if key not in per_model:
+        fm = _functional(model)
+        if not with_logits:
+            soft = outputs == "logits"
+            f = (lambda x: tf.nn.softmax(fm(x, training=False))) if soft else (lambda x: fm(x, training=False))
+        else:
+            nodes = _nodes(fm)
+            if len(fm.inputs) != 1 or len(fm.outputs) != 1:
+                raise ValueError(f"model {model.name!r}: expected one input and one output")
+            O = fm.outputs[0]
+            p = _Plan(fm, nodes, None, None, 0, nodes, [], O, outputs, _find_logits(nodes, O, outputs), None)
+
+            def f(x):
+                probs, logits = _head(p, _execute(nodes, {id(fm.inputs[0]): x}, _special(p)), "")
+                return (probs, tf.zeros_like(probs[:, :0]) if logits is None else logits)
+        per_model[key] = tf.function(f, autograph=False)
+    return per_model[key]
+
+
+def _batched(f, images, batch_size: int):
+    """Apply `f` to fixed-size batches of `images` (any sliceable array-like), concatenating outputs."""
+    n = len(images)
+    B = max(1, min(batch_size, n))
+    out = []
+    for s in range(0, n, B):
+        m = min(B, n - s)
+        r = f(tf.constant(_pad(np.asarray(images[s:s + m], np.float32), B)))
+        out.append([x.numpy()[:m] for x in tf.nest.flatten(r)])
+    return [np.concatenate(parts) for parts in zip(*out)]
+
+
+def predict_probabilities(model, images, *, outputs: str = "probabilities", batch_size: int = 64) -> np.ndarray:
+    """Class probabilities of `images`: the model's compiled forward pass in fixed-size batches.
+
+    With ``outputs="logits"`` the softmax of the model's output. `images` may be any sliceable
+    array-like (e.g. a memory map): it is read batch by batch.
+    """
+    if len(images) == 0:
+        raise ValueError("no images")
+    return _batched(_forward(model, outputs, False), images, batch_size)[0]
+
+
+def predict_with_logits(model, images, *, outputs: str = "probabilities", batch_size: int = 64):
+    """(probabilities (N, C), logits (N, C) or None where the model's logits cannot be read)."""
+    if len(images) == 0:
+        raise ValueError("no images")
+    probs, logits = _batched(_forward(model, outputs, True), images, batch_size)
+    return probs, (logits if logits.shape[1] else None)

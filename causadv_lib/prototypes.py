@@ -1,0 +1,128 @@
+"""One prototype per class (paper section 3.2) with its CI vector.
+
+The prototype of class c is the correctly classified instance of c in the prototype pool with the
+highest predicted probability p_c. Where the model's logits can be read, p_c is ranked by its exact
+log-probability, log p_c = -log1p(sum_{j != c} exp(z_j - z_c)) in float64: saturated models give many
+instances whose float32 p_c is 1.0 (or 0.99999994, depending on the row's position in the batch: the
+softmax kernel rounds differently), and the log-probability still orders them. Remaining ties go to
+the lower pool index, so the choice is deterministic. A class without any correctly classified
+instance is reported in ``missing`` (its row holds index -1, id "", NaN probability and CI), never
+silently dropped.
+
+    >>> protos = select_prototypes(zm.model, x_pool, labels, ids, layer=zm.ci_layer)
+    >>> protos.vector(3)                 # CI vector of class 3's prototype
+    >>> protos.save(path); Prototypes.load(path)
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ci as _ci
+from .report import atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    """Per class c (row c): pool index, image id, predicted probability and CI vector of its prototype."""
+
+    index: np.ndarray          # (C,) int64, -1 where missing
+    ids: tuple[str, ...]       # (C,) image ids, "" where missing
+    probability: np.ndarray    # (C,) float32, NaN where missing
+    ci: np.ndarray             # (C, K) float32, NaN rows where missing
+    layer: str
+    definition: str
+    missing: tuple[int, ...]   # classes without a correctly classified instance
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.index)
+
+    def vector(self, c: int) -> np.ndarray:
+        """CI vector of class `c`'s prototype; KeyError if the class has none."""
+        if not 0 <= c < self.num_classes:
+            raise KeyError(f"class {c} outside 0..{self.num_classes - 1}")
+        if c in self.missing:
+            raise KeyError(f"class {c} has no prototype: no correctly classified instance in the pool")
+        return self.ci[c]
+
+    def save(self, path) -> tuple[Path, Path]:
+        """Write ``PATH.npz`` (arrays) and ``PATH.json`` (ids, layer, definition, missing) atomically."""
+        base = Path(path).with_suffix("")
+        npz, js = base.with_suffix(".npz"), base.with_suffix(".json")
+        buf = io.BytesIO()
+        np.savez(buf, index=self.index, probability=self.probability, ci=self.ci)
+        atomic_write_bytes(npz, buf.getvalue())
+        meta = {"ids": list(self.ids), "layer": self.layer, "definition": self.definition,
+                "missing": list(self.missing)}
+        atomic_write_bytes(js, (json.dumps(meta, indent=1) + "\n").encode())
+        return npz, js
+
+    @classmethod
+    def load(cls, path) -> "Prototypes":
+        """Read what `save` wrote (no pickle)."""
+        base = Path(path).with_suffix("")
+        with np.load(base.with_suffix(".npz"), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(base.with_suffix(".json").read_text())
+        return cls(index=arrays["index"], ids=tuple(meta["ids"]), probability=arrays["probability"],
+                   ci=arrays["ci"], layer=meta["layer"], definition=meta["definition"],
+                   missing=tuple(int(c) for c in meta["missing"]))
+
+
+def _log_prob_of(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Exact log p_label = -log1p(sum_{j != label} exp(z_j - z_label)) in float64."""
+    z = logits.astype(np.float64)
+    d = z - z[np.arange(len(z)), labels][:, None]
+    d[np.arange(len(z)), labels] = -np.inf
+    m = d.max(axis=1)
+    return -np.logaddexp(0.0, m + np.log(np.exp(d - m[:, None]).sum(axis=1)))
+
+
+def select_prototypes(model, images, labels, ids, *, layer=None, definition: str = "probability",
+                      outputs: str = "probabilities", num_classes: int | None = None, batch_size: int = 64,
+                      progress: bool | None = None) -> Prototypes:
+    """The prototype of every class among `images` (preprocessed model inputs, read batch by batch).
+
+    labels: (N,) true classes; ids: (N,) image ids stored with the prototypes. num_classes defaults to
+    the model's number of outputs. The CI vectors use `ci.counterfactual_information` with `layer`,
+    `definition` and `outputs`.
+    """
+    labels = np.asarray(labels, np.int64)
+    ids = [str(i) for i in ids]
+    if not len(images) == len(labels) == len(ids):
+        raise ValueError(f"images, labels and ids differ in length: {len(images)}, {len(labels)}, {len(ids)}")
+    probs, logits = _ci.predict_with_logits(model, images, outputs=outputs, batch_size=batch_size)
+    C = probs.shape[1] if num_classes is None else int(num_classes)
+    if labels.min() < 0 or labels.max() >= C:
+        raise ValueError(f"labels must be in [0, {C}), got values {np.unique(labels[(labels < 0) | (labels >= C)])[:5]}")
+    rows = np.arange(len(labels))
+    if logits is not None:
+        score = _log_prob_of(logits, labels)
+        p_true = np.exp(score).astype(np.float32)
+        correct = logits.argmax(axis=1) == labels
+    else:
+        score = p_true = probs[rows, labels]
+        correct = probs.argmax(axis=1) == labels
+    index = np.full(C, -1, np.int64)
+    for c in range(C):
+        cand = np.flatnonzero(correct & (labels == c))
+        if len(cand):
+            index[c] = cand[np.lexsort((cand, -score[cand]))[0]]  # most confident, then lowest index
+    have = np.flatnonzero(index >= 0)
+    chosen = np.stack([np.asarray(images[int(i)], np.float32) for i in index[have]]) if len(have) else None
+    layer = _ci.default_layer(model) if layer is None else getattr(layer, "name", layer)
+    ci = np.full((C, _ci.num_filters(model, layer)), np.nan, np.float32)
+    if chosen is not None:
+        res = _ci.counterfactual_information(model, chosen, layer, target=have, definition=definition,
+                                             outputs=outputs, batch_size=batch_size, progress=progress)
+        ci[have] = res.ci
+    probability = np.full(C, np.nan, np.float32)
+    probability[have] = p_true[index[have]]
+    return Prototypes(index=index, ids=tuple(ids[i] if i >= 0 else "" for i in index), probability=probability,
+                      ci=ci, layer=layer, definition=definition,
+                      missing=tuple(int(c) for c in np.flatnonzero(index < 0)))

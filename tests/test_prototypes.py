@@ -1,0 +1,62 @@
+"""Prototypes: the most confident correctly classified instance per class, with its CI vector."""
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+from keras import layers as L  # noqa: E402
+
+from causadv_lib import ci  # noqa: E402
+from causadv_lib.prototypes import Prototypes, select_prototypes  # noqa: E402
+
+
+def _model():
+    keras.utils.set_random_seed(11)
+    i = keras.Input((6, 6, 3))
+    x = L.Conv2D(5, 3, padding="same", activation="relu", name="act")(i)
+    x = L.Dense(4, name="logits")(L.GlobalAveragePooling2D()(x))
+    return keras.Model(i, L.Softmax()(x), name="proto_net")
+
+
+def test_selects_the_most_confident_correct_instance(tmp_path):
+    model = _model()
+    x = np.random.default_rng(0).normal(size=(40, 6, 6, 3)).astype(np.float32)
+    probs = ci.predict_probabilities(model, x)
+    pred = probs.argmax(1)
+    labels = pred.copy()
+    labels[::3] = (labels[::3] + 1) % 4           # a third misclassified on purpose
+    absent = 3
+    labels[labels == absent] = (absent + 1) % 4   # no instance of class 3 at all
+    ids = [f"img{i:03d}" for i in range(len(x))]
+    pr = select_prototypes(model, x, labels, ids, layer="act", batch_size=7)
+    assert pr.num_classes == 4 and absent in pr.missing
+    assert pr.index[absent] == -1 and pr.ids[absent] == "" and np.isnan(pr.ci[absent]).all()
+    with pytest.raises(KeyError):
+        pr.vector(absent)
+    for c in range(4):
+        if c in pr.missing:
+            continue
+        ok = np.flatnonzero((labels == c) & (pred == c))
+        best = ok[np.argmax(probs[ok, c])]
+        assert probs[pr.index[c], c] == probs[best, c] and pred[pr.index[c]] == c
+        assert pr.ids[c] == ids[pr.index[c]]
+        np.testing.assert_allclose(pr.probability[c], probs[pr.index[c], c], rtol=1e-6)
+        ref = ci.counterfactual_information(model, x[pr.index[c]:pr.index[c] + 1], "act")
+        np.testing.assert_array_equal(pr.vector(c), ref.ci[0])
+    pr.save(tmp_path / "protos")
+    back = Prototypes.load(tmp_path / "protos")
+    assert back.ids == pr.ids and back.missing == pr.missing and back.layer == "act"
+    np.testing.assert_array_equal(back.ci, pr.ci)
+    np.testing.assert_array_equal(back.index, pr.index)
+
+
+def test_ties_at_probability_one_are_broken_by_log_probability():
+    model = _model()
+    w, _ = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([w, np.array([60.0, 0, 0, 0], np.float32)])  # saturated class 0
+    x = np.random.default_rng(1).normal(size=(12, 6, 6, 3)).astype(np.float32)
+    probs, logits = ci.predict_with_logits(model, x)
+    assert np.all(probs[:, 0] >= np.float32(0.99999994))  # 1.0 or one ulp below, by batch position
+    pr = select_prototypes(model, x, np.zeros(12, int), [str(i) for i in range(12)], layer="act")
+    margin = logits[:, 0] - np.log(np.exp(logits[:, 1:]).sum(1))
+    assert pr.index[0] == np.argmax(margin)
+    assert pr.missing == (1, 2, 3) and pr.probability[0] == 1.0
