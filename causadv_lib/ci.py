@@ -57,8 +57,11 @@ DEFINITIONS = ("probability", "log_probability", "logit", "authors")
 OUTPUTS = ("probabilities", "logits")
 METHODS = ("auto", "generic", "naive")
 PATHS = ("closed_form_gap", "closed_form_flatten_dense", "generic", "naive")
-#: float32 elements per batch of ablated copies (generic) or of closed-form head rows (128 MiB)
+#: float32 elements per batch of ablated copies on the generic path (128 MiB)
 ELEMENT_BUDGET = 1 << 25
+#: float32 elements per tensor of closed-form head rows (16 MiB: small batches stay in cache; measured
+#: 2x faster than 128 MiB on MobileNetV2)
+HEAD_BUDGET = 1 << 22
 
 _IDENTITY = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
              L.GaussianDropout, L.AlphaDropout, L.Identity, L.ActivityRegularization)
@@ -300,19 +303,22 @@ def _others(logits, c):
 
 
 def _prob(logits, c):
-    """p_c = exp(-log1p(sum_{j != c} exp(z_j - z_c))), computed alike in every row of a batch.
+    """p_c = exp(-log(sum_j exp(z_j - z_c))), computed alike in every row of a batch.
 
-    Not ``1 / (1 + S)``: in a compiled graph TensorFlow turns that into an approximate reciprocal whose
+    Not ``1 / sum``: in a compiled graph TensorFlow turns that into an approximate reciprocal whose
     result depends on the row's position in the batch (0.99999994 in one row, 1.0 in another for the
-    same logits); the softmax kernel has the same flaw. This form gives exactly 1.0 whenever 1 + S
+    same logits); the softmax kernel has the same flaw. This form gives exactly 1.0 whenever the sum
     rounds to 1, so saturated removals have a CI of exactly 0 on every path.
     """
-    return tf.exp(-tf.math.log1p(tf.reduce_sum(tf.exp(_others(logits, c)), axis=-1)))
+    zc = tf.gather(logits, c, batch_dims=1)
+    return tf.exp(-tf.math.log(tf.reduce_sum(tf.exp(logits - zc[:, None]), axis=-1)))
 
 
 def _log_prob(logits, c):
     """log p_c = -log1p(sum_{j != c} exp(z_j - z_c)), stable and exact near p_c = 1."""
-    d = _others(logits, c)
+    zc = tf.gather(logits, c, batch_dims=1)
+    hit = tf.one_hot(c, tf.shape(logits)[-1], on_value=True, off_value=False)
+    d = tf.where(hit, tf.constant(-np.inf, logits.dtype), logits - zc[:, None])
     m = tf.reduce_max(d, axis=-1)
     return -tf.nn.softplus(m + tf.math.log(tf.reduce_sum(tf.exp(d - m[:, None]), axis=-1)))
 
@@ -320,66 +326,79 @@ def _log_prob(logits, c):
 def _row_scores(definition, probs, logits, c):
     """(reference score, removal score) per row: CI = reference(unablated row) - removal(ablated row).
 
-    Probabilities come from the logits where they are known (`_prob`), else from the model's output.
+    From the logits where they are known (`_prob`, `_log_prob`), else from the model's probabilities.
     """
-    if definition in ("probability", "authors"):
-        if logits is None:
-            s = tf.gather(probs, c, batch_dims=1)
-            return s, (tf.reduce_max(probs, axis=-1) if definition == "authors" else s)
+    if logits is None:
+        if definition in ("logit", "log_probability"):
+            raise ValueError(f"definition {definition!r} needs the logits")
+        s = tf.gather(probs, c, batch_dims=1)
+        return s, (tf.reduce_max(probs, axis=-1) if definition == "authors" else s)
+    if definition == "probability":
         s = _prob(logits, c)
-        return s, (_prob(logits, tf.argmax(logits, axis=-1, output_type=tf.int32)) if definition == "authors" else s)
+        return s, s
+    if definition == "authors":
+        return _prob(logits, c), _prob(logits, tf.argmax(logits, axis=-1, output_type=tf.int32))
     s = tf.gather(logits, c, batch_dims=1) if definition == "logit" else _log_prob(logits, c)
     return s, s
 
 
-def _finish(definition, probs, logits, target, unchanged):
-    """CI from (G, R, C) outputs whose last row is the unablated one -> (ci (G, R-1), pred, prob, c).
+def _finish(definition, probs, logits, target, unchanged, compare_outputs=False):
+    """CI from (R, G, C) outputs (R rows per input, the last unablated) -> (ci (G, R-1), pred, prob, c).
 
-    `unchanged` (G, R-1): removals that leave the tensor entering the rest of the network bit-identical
-    (a dead channel). Their CI, and that of removals whose output row equals the unablated row bit for
-    bit, is exactly 0 by definition: this removes the last-bit noise that a matrix product can add to
-    a row depending on its position in the batch.
+    Uses the logits where known (then `probs` may be None). `unchanged` (R-1, G): removals that leave
+    the tensor entering the rest of the network bit-identical (a dead channel); their CI is exactly 0
+    by definition, which removes the last-bit noise a matrix product can add to a row depending on its
+    position in the batch. `compare_outputs`: also treat bit-identical output rows as unchanged.
     """
-    G, R = tf.shape(probs)[0], tf.shape(probs)[1]
     top = probs if logits is None else logits
-    pred = tf.argmax(top[:, -1], axis=-1, output_type=tf.int32)
+    R, G = tf.shape(top)[0], tf.shape(top)[1]
+    pred = tf.argmax(top[-1], axis=-1, output_type=tf.int32)
     c = tf.where(target >= 0, target, pred)
-    flat = lambda x: None if x is None else tf.reshape(x, (G * R, -1))  # noqa: E731
-    ref_s, abl_s = _row_scores(definition, flat(probs), flat(logits), tf.repeat(c, R))
-    ref_s, abl_s = tf.reshape(ref_s, (G, R)), tf.reshape(abl_s, (G, R))
-    for out in (probs, logits):
-        if out is not None:
-            unchanged |= tf.reduce_all(tf.equal(out[:, :-1], out[:, -1:]), axis=-1)
-    ci = tf.where(unchanged, tf.zeros_like(abl_s[:, :-1]), ref_s[:, -1:] - abl_s[:, :-1])
-    prob = _row_scores("probability", probs[:, -1], None if logits is None else logits[:, -1], pred)[0]
-    return ci, pred, prob, c
+    flat = lambda x: None if x is None else tf.reshape(x, (R * G, -1))  # noqa: E731
+    ref_s, abl_s = _row_scores(definition, flat(probs), flat(logits), tf.tile(c, [R]))
+    ref_s, abl_s = tf.reshape(ref_s, (R, G)), tf.reshape(abl_s, (R, G))
+    if compare_outputs:
+        unchanged |= tf.reduce_all(tf.equal(top[:-1], top[-1:]), axis=-1)
+    ci = tf.where(unchanged, tf.zeros_like(abl_s[:-1]), ref_s[-1:] - abl_s[:-1])
+    last = lambda x: None if x is None else x[-1]  # noqa: E731
+    prob = _row_scores("probability", last(probs), last(logits), pred)[0]
+    return tf.transpose(ci), pred, prob, c
 
 
-def _head(p: _Plan, values: dict, definition: str):
-    """(probabilities, logits or None) from executed values."""
-    if p.logits[0] == "output":
-        logits = values[id(p.output)]
-        return tf.nn.softmax(logits), logits
-    logits = None
+def _targets(p: _Plan) -> list:
+    """The tensors the rest of the network must produce: the logits where known, else the output."""
     if p.logits[0] == "tensor":
-        logits = values[id(p.logits[1])]
-    elif p.logits[0] == "dense":
-        logits = values["logits"]
-    return values[id(p.output)], logits
+        return [p.logits[1]]
+    if p.logits[0] == "dense":
+        return [p.logits[1].outputs[0]]
+    return [p.output]
+
+
+def _head(p: _Plan, values: dict):
+    """(probabilities or None, logits or None) from executed values: logits where known."""
+    if p.logits[0] == "output":
+        return None, values[id(p.output)]
+    if p.logits[0] == "tensor":
+        return None, values[id(p.logits[1])]
+    if p.logits[0] == "dense":
+        return None, values["logits"]
+    return values[id(p.output)], None
+
+
+def _dense_logits(node, values):
+    op = node.operation
+    (x,), _ = node.arguments.fill_in(values)
+    z = tf.matmul(x, op.kernel)
+    return z + op.bias if op.use_bias else z
 
 
 def _special(p: _Plan) -> dict:
-    """Hook that computes a softmax Dense in two steps so that its logits are kept."""
+    """Hook that computes the logits of a softmax Dense (the softmax itself is not needed)."""
     if p.logits[0] != "dense":
         return {}
 
     def dense_softmax(n, values):
-        op = n.operation
-        (x,), _ = n.arguments.fill_in(values)
-        z = tf.matmul(x, op.kernel)
-        z = z + op.bias if op.use_bias else z
-        values["logits"] = z
-        values[id(n.outputs[0])] = op.activation(z)
+        values["logits"] = _dense_logits(n, values)
     return {id(p.logits[1]): dense_softmax}
 
 
@@ -432,20 +451,20 @@ class _Engine:
 
     def _generic(self, definition):
         p, special = self.p, _special(self.p)
+        down = _ancestors(p.down, _targets(p))
 
         def run(A, frontier, kidx, target):
-            # A (G, H, W, K); kidx (G, R): filter removed in each row, K = none (the last row)
+            # A (G, H, W, K); kidx (G, R): the filter removed in each row, K = none (the last row)
             G, R = tf.shape(kidx)[0], tf.shape(kidx)[1]
-            mask = 1.0 - tf.one_hot(kidx, p.K, dtype=A.dtype)
-            x = A[:, None] * mask[:, :, None, None, :]
-            values = {id(p.A): tf.reshape(x, tf.concat([[G * R], tf.shape(A)[1:]], 0))}
+            mask = 1.0 - tf.one_hot(tf.transpose(kidx), p.K, dtype=A.dtype)                # (R, G, K)
+            x = A[None] * mask[:, :, None, None, :]                                        # (R, G, H, W, K)
+            values = {id(p.A): tf.reshape(x, tf.concat([[R * G], tf.shape(A)[1:]], 0))}
             for t, f in zip(p.frontier, frontier):
-                values[id(t)] = tf.repeat(f, R, axis=0)
-            _execute(p.down, values, special)
-            probs, logits = _head(p, values, definition)
-            shape = lambda x: None if x is None else tf.reshape(x, (G, R, -1))  # noqa: E731
-            dead = tf.reduce_all(tf.equal(A, 0.0), axis=(1, 2))                          # (G, K)
-            unchanged = tf.gather(tf.pad(dead, [[0, 0], [0, 1]]), kidx[:, :-1], batch_dims=1)
+                values[id(t)] = tf.tile(f, tf.concat([[R], tf.ones_like(tf.shape(f)[1:])], 0))
+            probs, logits = _head(p, _execute(down, values, special))
+            shape = lambda x: None if x is None else tf.reshape(x, (R, G, -1))  # noqa: E731
+            dead = tf.pad(tf.reduce_all(tf.equal(A, 0.0), axis=(1, 2)), [[0, 0], [0, 1]])  # (G, K+1)
+            unchanged = tf.transpose(tf.gather(dead, kidx[:, :-1], batch_dims=1))           # (R-1, G)
             return _finish(definition, shape(probs), shape(logits), target, unchanged)
         return run
 
@@ -453,6 +472,7 @@ class _Engine:
         p, cf = self.p, self.p.closed
         up = _ancestors(p.nodes, [p.A])
         dense = cf["dense"].operation
+        tail = _ancestors(cf["tail"], _targets(p))
         special = {k: f for k, f in _special(p).items() if k != id(cf["dense"])}
 
         def run(images, target, w):
@@ -465,19 +485,17 @@ class _Engine:
             v, v0 = v_ext[:-1], v_ext[-1:]
             z = tf.matmul(v, dense.kernel)
             z = z + dense.bias if dense.use_bias else z
-            U = tf.shape(z)[-1]
             diff = tf.transpose(tf.reshape(v0 - v, (B, cf["P"], p.K)), (2, 0, 1))      # (K, B, P)
             delta = tf.matmul(diff, w) if cf["P"] > 1 else diff * w                    # (K, B, U)
-            rows = tf.concat([z[None] + delta, z[None]], axis=0)                      # (K+1, B, U)
-            rows = tf.reshape(rows, ((p.K + 1) * B, U))
-            values = {id(cf["dense"].outputs[0]): dense.activation(rows)}
+            rows = z[None] + tf.concat([delta, tf.zeros_like(delta[:1])], axis=0)     # (K+1, B, U)
+            rows = tf.reshape(rows, ((p.K + 1) * B, -1))
             if p.logits[0] == "dense" and p.logits[1] is cf["dense"]:
-                values["logits"] = rows
-            _execute(cf["tail"], values, special)
-            probs, logits = _head(p, values, definition)
-            shape = lambda x: None if x is None else tf.transpose(  # noqa: E731
-                tf.reshape(x, (p.K + 1, B, -1)), (1, 0, 2))
-            unchanged = tf.transpose(tf.reduce_all(tf.equal(delta, 0.0), axis=-1))   # (B, K)
+                values = {"logits": rows}                   # its softmax is not needed
+            else:
+                values = {id(cf["dense"].outputs[0]): dense.activation(rows)}
+            probs, logits = _head(p, _execute(tail, values, special))
+            shape = lambda x: None if x is None else tf.reshape(x, (p.K + 1, B, -1))  # noqa: E731
+            unchanged = tf.reduce_all(tf.equal(diff, 0.0), axis=-1)                   # (K, B)
             return _finish(definition, shape(probs), shape(logits), target, unchanged)
         return run
 
@@ -494,13 +512,12 @@ def _engine(model, layer, outputs) -> _Engine:
 
 
 def _batches(n: int, size: int, progress, desc: str):
+    """Batch starts, with a progress bar (progress=None: shown only once a run has taken 2 s)."""
     starts = range(0, n, size)
-    if progress is None:
-        progress = len(starts) >= 4
-    if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc=desc, unit="batch")
-    return starts
+    if progress is False or len(starts) < 2:
+        return starts
+    from tqdm.auto import tqdm
+    return tqdm(starts, desc=desc, unit="batch", delay=0 if progress else 2.0)
 
 
 def _pad(x: np.ndarray, size: int) -> np.ndarray:
@@ -510,10 +527,21 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)], axis=0)
 
 
+def _closed_batch(p: _Plan, batch_size: int) -> int:
+    widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed["dense"], *p.closed["tail"]])
+    return max(1, min(batch_size, HEAD_BUDGET // ((p.K + 1) * widest)))
+
+
+def images_per_call(model, layer=None, *, batch_size: int = 32, outputs: str = "probabilities") -> int:
+    """Images per compiled call of `counterfactual_information` (method="auto"): `batch_size`, capped
+    on the closed-form paths so that the head's (K+1) x batch rows stay within HEAD_BUDGET."""
+    p = _engine(model, default_layer(model) if layer is None else layer, outputs).p
+    return _closed_batch(p, batch_size) if p.closed else max(1, batch_size)
+
+
 def _run_closed(eng, definition, images, target, batch_size, progress):
     p = eng.p
-    widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed["dense"], *p.closed["tail"]])
-    B = max(1, min(batch_size, len(images), ELEMENT_BUDGET // ((p.K + 1) * widest)))
+    B = min(len(images), _closed_batch(p, batch_size))
     fn, out, w = eng.fn("closed", definition), [], eng.kernel_by_channel()
     for s in _batches(len(images), B, progress, "CI (closed form)"):
         n = min(B, len(images) - s)
@@ -617,13 +645,14 @@ def _run_naive(eng, definition, images, target, filters, batch_size, progress):
             rows.append(f(x))
         mask.mask.assign(np.ones(p.K, np.float32))
         if p.outputs == "logits":
-            probs = tf.stack([tf.nn.softmax(r[0]) for r in rows], 1)
-            logits = tf.stack([r[0] for r in rows], 1)
+            probs, logits = None, tf.stack([r[0] for r in rows])
         else:
-            probs = tf.stack([r[0] for r in rows], 1)
-            logits = tf.stack([r[1] for r in rows], 1) if len(rows[0]) > 1 else None
-        same = tf.zeros((B, len(filters)), tf.bool)    # separate passes of one shape: no batch effects
-        res = _finish(definition, probs, logits, tf.constant(_pad(target[s:s + n], B)), same)
+            probs = tf.stack([r[0] for r in rows])
+            logits = tf.stack([r[1] for r in rows]) if len(rows[0]) > 1 else None
+        if logits is not None:
+            probs = None
+        none = tf.zeros((len(filters), B), tf.bool)    # separate passes of one shape: no batch effects
+        res = _finish(definition, probs, logits, tf.constant(_pad(target[s:s + n], B)), none, True)
         out.append([r.numpy()[:n] for r in res])
     return [np.concatenate(parts) for parts in zip(*out)]
 
@@ -666,6 +695,7 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
     else generic), "generic", or "naive" (the reference: one full forward pass per filter).
     cache: reuse CI vectors stored under `config.cache_dir()/ci`, keyed by the weights, the layer, the
     input bytes, the target, the definition, outputs, method and the library version (`cache.py`).
+    progress: a progress bar over batches (None: only for runs longer than 2 s).
     """
     eng, images, target = _check(model, images, layer, target, definition, outputs, method)
     p = eng.p
@@ -741,7 +771,10 @@ def _forward(model, outputs: str, with_logits: bool):
             p = _Plan(fm, nodes, None, None, 0, nodes, [], O, outputs, _find_logits(nodes, O, outputs), None)
 
             def f(x):
-                probs, logits = _head(p, _execute(nodes, {id(fm.inputs[0]): x}, _special(p)), "")
+                values = _execute(nodes, {id(fm.inputs[0]): x})
+                logits = (_dense_logits(p.logits[1], values) if p.logits[0] == "dense"
+                          else _head(p, values)[1])
+                probs = values[id(O)] if p.outputs == "probabilities" else tf.nn.softmax(logits)
                 return (probs, tf.zeros_like(probs[:, :0]) if logits is None else logits)
         per_model[key] = tf.function(f, autograph=False)
     return per_model[key]

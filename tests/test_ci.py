@@ -321,3 +321,25 @@ def test_cache_serves_identical_arrays(tmp_path, monkeypatch):
     assert b.path == a.path
     ci.counterfactual_information(model, x, definition="logit", cache=True)
     assert len(list((tmp_path / "ci").glob("*.npz"))) == 2
+
+
+def test_changed_weights_are_seen():
+    """The closed form keeps a transposed copy of the first Dense kernel: changing it in place is seen."""
+    model = flatten_dense()
+    x = images(2)
+    before = ci.counterfactual_information(model, x)
+    dense = next(lyr for lyr in model.layers if isinstance(lyr, L.Dense))
+    w, b = dense.get_weights()
+    dense.set_weights([w[::-1].copy(), b])
+    after = ci.counterfactual_information(model, x)
+    ref = ci.counterfactual_information(model, x, method="naive")
+    assert after.path == "closed_form_flatten_dense"
+    assert np.abs(after.ci - ref.ci).max() <= TOL and np.abs(after.ci - before.ci).max() > 1e-3
+
+
+def test_images_per_call_caps_the_closed_form():
+    model = _model("flatten_dense")
+    assert ci.images_per_call(model, batch_size=8) == 8
+    big = 10 ** 6
+    assert 1 <= ci.images_per_call(model, batch_size=big) < big
+    assert ci.images_per_call(_model("resnet_skip_source"), "stem_relu", batch_size=5) == 5
