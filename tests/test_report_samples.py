@@ -84,3 +84,28 @@ def test_sample_list_roundtrip_and_subset(tmp_path, monkeypatch):
     assert sub.ids == ("a", "c") and sub.labels == (0, 1)
     with pytest.raises(ValueError, match="fewer than 3"):
         back.subset(n_classes=2, per_class=3)
+
+
+@pytest.mark.parametrize("model,pool", sorted(samples.PAPER_LISTS), ids=lambda v: str(v))
+def test_committed_lists_match_their_pools(model, pool):
+    from causadv_lib import data
+
+    s = samples.load_list(model, pool)
+    p = data.pool(pool)
+    idx = p.index_of(s.ids)
+    assert np.array_equal(p.labels[idx], np.array(s.labels)), "labels in the list differ from the pool's"
+    assert len(set(s.ids)) == len(s.ids)
+    prof = config.get_profile("paper")
+    classes_attr, per_class_attr = samples.PAPER_LISTS[(model, pool)]
+    counts = np.unique(s.labels, return_counts=True)[1]
+    assert len(counts) == getattr(prof, classes_attr) and set(counts) == {getattr(prof, per_class_attr)}
+    assert list(s.labels) == sorted(s.labels)
+    for profile in config.PROFILES:
+        sub = samples.for_profile(model, pool, profile)
+        assert set(sub.ids) <= set(s.ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,pool", sorted(samples.PAPER_LISTS), ids=lambda v: str(v))
+def test_committed_lists_are_rederived_identically(model, pool):
+    assert samples.derive(model, pool) == samples.load_list(model, pool)
