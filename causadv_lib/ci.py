@@ -30,11 +30,14 @@ pass per removed filter to ~1e-6):
 - ``naive`` (``method="naive"``, the reference for tests and the benchmark): a copy of the model with a
   multiplicative channel mask after the layer, one full forward pass per removed filter.
 
-The unablated quantity is computed in the same batch and the same arithmetic as the ablated ones. A
-removal that leaves the tensor entering the rest of the network bit-identical (a dead channel: its map
-is all zeros) has a CI of exactly 0.0: it is set so, because a matrix product can round a row
-differently depending on its position in the batch (a last-bit difference, visible in
-``log_probability``).
+Exact zeros (strategy 3 counts CI == 0). The unablated row is computed in the same batch and the
+same arithmetic as the removals, and two float32 effects that would turn a 0 into one ulp are removed:
+a row's matrix products round differently depending on its position in the batch, so a removal that
+leaves the tensor entering the rest of the network bit-identical (a dead channel) gets exactly 0.0;
+and TensorFlow's softmax multiplies by an approximate reciprocal (0.99999994 or 1.0 for the same
+logits, by position), so where the logits are known the probabilities are computed from them as
+``exp(-log(sum_j exp(z_j - z_c)))``, exactly 1.0 wherever p_c rounds to 1: a removal from a saturated
+prediction gets exactly 0.0, as with separate forward passes.
 
 Example::
 
@@ -159,18 +162,13 @@ def _producer(nodes: list, tensor):
     return next(n for n in nodes if any(x is tensor for x in n.outputs))
 
 
-def is_pooling(op) -> bool:
-    """True for pooling layers (never the CI layer when it is chosen automatically)."""
-    return isinstance(op, _POOLING)
-
-
 def default_layer(model) -> str:
     """Name of the last layer with a rank-4 output that is not pooling or dropout (the CI layer)."""
     fm = _functional(model)
     for n in reversed(_nodes(fm)):
         op = n.operation
         if (isinstance(op, L.Layer) and len(n.outputs) == 1 and len(n.outputs[0].shape) == 4
-                and not is_pooling(op) and not isinstance(op, _IDENTITY)):
+                and not isinstance(op, _POOLING + _IDENTITY)):
             return op.name
     raise ValueError(f"model {model.name!r} has no layer with an (H, W, K) output")
 
@@ -295,13 +293,6 @@ def _per_channel(op) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ scores
-def _others(logits, c):
-    """z_j - z_c for j != c, and -inf at j = c."""
-    zc = tf.gather(logits, c, batch_dims=1)
-    hit = tf.one_hot(c, tf.shape(logits)[-1], on_value=True, off_value=False)
-    return tf.where(hit, tf.constant(-np.inf, logits.dtype), logits - zc[:, None])
-
-
 def _prob(logits, c):
     """p_c = exp(-log(sum_j exp(z_j - z_c))), computed alike in every row of a batch.
 
@@ -694,19 +685,20 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
     softmax) or "logits" (it outputs logits). method: "auto" (closed form where the graph allows it,
     else generic), "generic", or "naive" (the reference: one full forward pass per filter).
     cache: reuse CI vectors stored under `config.cache_dir()/ci`, keyed by the weights, the layer, the
-    input bytes, the target, the definition, outputs, method and the library version (`cache.py`).
+    input bytes, the target, the definition, outputs, method, the batch sizes and the library version
+    (`cache.py`): a hit is bit-identical to recomputing. Off by default; notebooks turn it on.
     progress: a progress bar over batches (None: only for runs longer than 2 s).
     """
     eng, images, target = _check(model, images, layer, target, definition, outputs, method)
     p = eng.p
     path = "naive" if method == "naive" else (
-        f"closed_form_{'gap' if p.closed['reduction'] == 'gap' else 'flatten_dense'}"
-        if method == "auto" and p.closed else "generic")
+        _closed_path(p) if method == "auto" and p.closed else "generic")
     key = None
     if cache:
         from . import __version__, cache as ccache
+        # batch sizes change the last bits (a row's rounding depends on its batch): part of the key
         key = ccache.key("ci", ccache.weights_fingerprint(model), p.layer.name, images, target, definition,
-                         outputs, method, __version__)
+                         outputs, method, batch_size, ELEMENT_BUDGET, HEAD_BUDGET, __version__)
         hit = ccache.load("ci", key)
         if hit is not None:
             return _result(hit["ci"], hit["predicted"], hit["probability"], hit["target"], definition,
@@ -748,10 +740,18 @@ def num_filters(model, layer=None) -> int:
     return _engine(model, default_layer(model) if layer is None else layer, "probabilities").p.K
 
 
-def closed_form_pattern(model, layer=None, outputs: str = "probabilities") -> str | None:
-    """The closed-form path that `method="auto"` uses for (model, layer), or None with the generic path."""
+def closed_form_pattern(model, layer=None, outputs: str = "probabilities", *, reason: bool = False):
+    """The closed-form path `method="auto"` takes for (model, layer), or None (the generic path).
+
+    reason=True: (path or None, why the closed form was refused or "").
+    """
     p = _engine(model, default_layer(model) if layer is None else layer, outputs).p
-    return None if p.closed is None else f"closed_form_{'gap' if p.closed['reduction'] == 'gap' else 'flatten_dense'}"
+    path = None if p.closed is None else _closed_path(p)
+    return (path, p.closed_refusal) if reason else path
+
+
+def _closed_path(p: _Plan) -> str:
+    return "closed_form_gap" if p.closed["reduction"] == "gap" else "closed_form_flatten_dense"
 
 
 def _forward(model, outputs: str, with_logits: bool):
