@@ -105,8 +105,9 @@ def test_mobilenet_agrees_with_tflite_interpreter():
     assert (probs.argmax(1) == pool.labels[idx]).sum() >= 16  # measured 17/20 (89% over all 1000)
 
 
-def test_mobilenet_first_conv_matches_tflite_exactly():
-    """Conv1 (stride 2, SAME) reproduces the interpreter's int8 output to half a quantisation step."""
+def test_mobilenet_stride2_layers_match_tflite_exactly():
+    """Stride-2 SAME conv (Conv1) and depthwise conv (block_1_depthwise), fed the interpreter's own
+    dequantised inputs, reproduce its int8 outputs to half a quantisation step: same padding, weights."""
     import tensorflow as tf
 
     img = preprocess.geometry_imagenet(data.pool("lossless_imagenet").load([0]))
@@ -115,14 +116,21 @@ def test_mobilenet_first_conv_matches_tflite_exactly():
     interp.allocate_tensors()
     interp.set_tensor(interp.get_input_details()[0]["index"], img)
     interp.invoke()
-    det = next(d for d in interp.get_tensor_details() if "Conv2d_0_0/relu6" in d["name"])
-    scale, zero = det["quantization"]
-    want = (interp.get_tensor(det["index"]).astype(np.float32) - zero) * scale
+
+    def tensor(scope):  # dequantised TFLite tensor whose name starts with MobileNetV2/scope/relu6
+        det = next(d for d in interp.get_tensor_details() if d["name"].startswith(f"MobileNetV2/{scope}/relu6"))
+        scale, zero = det["quantization"]
+        return (interp.get_tensor(det["index"]).astype(np.float32) - zero) * scale, scale
+
     m = zoo.get("mobilenet_v2_imagenet").model
-    sub = keras.Model(m.input, m.get_layer("Conv1_relu").output)
-    got = sub.predict_on_batch((img.astype(np.float32) - 127) / 127.5)  # the interpreter's exact input
-    assert got.shape == want.shape == (1, 112, 112, 32)
-    assert np.abs(got - want).max() <= scale / 2 + 1e-5
+    x0 = (img.astype(np.float32) - 127) / 127.5  # the interpreter's exact input
+    cases = [("Conv1", x0, "Conv2d_0_0", (1, 112, 112, 32)),
+             ("block_1_depthwise", tensor("expanded_conv_2/expand")[0], "expanded_conv_2/depthwise", (1, 56, 56, 96))]
+    for layer, x, scope, shape in cases:
+        want, scale = tensor(scope)
+        got = np.clip(np.asarray(m.get_layer(layer)(x)), 0, 6)  # + its ReLU6
+        assert got.shape == want.shape == shape
+        assert np.abs(got - want).max() <= scale / 2 + 1e-5, layer
 
 
 # -------------------------------------------------------------------------------- vgg16 keras
