@@ -16,6 +16,20 @@ CHECK_POOLS = {
 }
 
 
+#: the zoo models that run offline from the data mirror (vgg16_imagenet needs internet)
+OFFLINE_MODELS = ("mobilenet_v2_imagenet", "vgg16_bn_cifar10", "resnet56_cifar10", "resnet20_cifar10")
+
+#: reference top-1 measured when the mirror was made (data/README.md and the issue's acceptance list)
+REFERENCE_TOP1 = {
+    ("mobilenet_v2_imagenet", "imagenet_prototypes"): 0.885,
+    ("mobilenet_v2_imagenet", "imagenet_eval"): 0.780,
+    ("vgg16_bn_cifar10", "cifar10_eval"): 0.904,
+    ("vgg16_bn_cifar10", "lossless_cifar10"): 1.0,
+    ("resnet56_cifar10", "cifar10_eval"): 0.832,
+    ("resnet20_cifar10", "cifar10_eval"): 0.8103,
+}
+
+
 @dataclass(frozen=True)
 class Top1:
     """Result of `top1`: accuracy, count, predicted classes and labels (pool order), seconds spent."""
