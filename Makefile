@@ -47,9 +47,9 @@ $(OUT)/.data-verified: $(STAMP) $(wildcard data_manifest/*.json)
 # The executed notebook appears only when the run succeeds; a failed run is kept as NAME.failed.ipynb.
 $(OUT)/%.ipynb: notebooks/%.py $(LIB) $(STAMP) | $(OUT)/.data-verified
 	@mkdir -p $(OUT)
-	jupytext --quiet --to ipynb --output $(OUT)/$*.src.ipynb $<
+	jupytext --quiet --to ipynb --set-kernel python3 --output $(OUT)/$*.src.ipynb $<
 	papermill --no-progress-bar --log-output -k python3 -p profile $(PROFILE) \
-	  $(OUT)/$*.src.ipynb $(OUT)/$*.run.ipynb || { mv $(OUT)/$*.run.ipynb $(OUT)/$*.failed.ipynb; rm -f $(OUT)/$*.src.ipynb; exit 1; }
+	  $(OUT)/$*.src.ipynb $(OUT)/$*.run.ipynb || { mv $(OUT)/$*.run.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; rm -f $(OUT)/$*.src.ipynb; exit 1; }
 	rm -f $(OUT)/$*.src.ipynb $(OUT)/$*.failed.ipynb
 	mv $(OUT)/$*.run.ipynb $@
 
