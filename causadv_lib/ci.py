@@ -477,8 +477,13 @@ class _Engine:
             z = tf.matmul(v, dense.kernel)
             z = z + dense.bias if dense.use_bias else z
             diff = tf.transpose(tf.reshape(v0 - v, (B, cf["P"], p.K)), (2, 0, 1))      # (K, B, P)
-            delta = tf.matmul(diff, w) if cf["P"] > 1 else diff * w                    # (K, B, U)
-            rows = z[None] + tf.concat([delta, tf.zeros_like(delta[:1])], axis=0)     # (K+1, B, U)
+            if cf["P"] > 1:
+                delta = tf.matmul(diff, w)                                             # (K, B, U)
+                delta = tf.concat([delta, tf.zeros_like(delta[:1])], axis=0)
+            else:  # a zero row appended to the small factors: one pass less over the big tensor
+                delta = (tf.concat([diff, tf.zeros_like(diff[:1])], axis=0)
+                         * tf.concat([w, tf.zeros_like(w[:1])], axis=0))
+            rows = z[None] + delta                                     # (K+1, B, U), last row exactly z
             rows = tf.reshape(rows, ((p.K + 1) * B, -1))
             if p.logits[0] == "dense" and p.logits[1] is cf["dense"]:
                 values = {"logits": rows}                   # its softmax is not needed
