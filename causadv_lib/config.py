@@ -63,12 +63,14 @@ class Profile:
     imagenet_per_class: int
     cifar_classes: int
     cifar_per_class: int
+    #: images of each prototype pool searched for prototypes (None = the whole pool)
+    prototype_pool_limit: int | None = None
     extra: dict = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", accuracy_limit=200, imagenet_classes=5, imagenet_per_class=2,
-                     cifar_classes=10, cifar_per_class=1),
+                     cifar_classes=10, cifar_per_class=1, prototype_pool_limit=200),
     # The paper samples 6 images x 50 classes of the ImageNet validation set; the mirror's 1300
     # validation images hold only 4 classes with 6 or more images, so we take 2 x 150 (300 images).
     "paper": Profile("paper", accuracy_limit=None, imagenet_classes=150, imagenet_per_class=2,

@@ -73,6 +73,16 @@ def choose(labels, predicted, *, n_classes: int, per_class: int, seed: int = con
     return np.concatenate(chosen)
 
 
+def spread(n: int, limit: int | None) -> np.ndarray:
+    """`limit` indices evenly spread over 0..n-1 (all when limit is None or >= n).
+
+    Pools are ordered by class, so an even spread covers every class of a pool.
+    """
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n, num=max(limit, 0), endpoint=False).astype(np.int64))
+
+
 def subset_indices(n: int, limit: int | None, seed: int = config.SEED) -> np.ndarray:
     """Sorted indices of a seeded random subset of `limit` of `n` items (all of them if limit is None)."""
     if limit is None or limit >= n:

@@ -82,7 +82,7 @@ for model_name, pool_name, fig_name in [("mobilenet_v2_imagenet", "imagenet_eval
                                         ("vgg16_bn_cifar10", "cifar10_eval", "fig00_samples_cifar10")]:
     zm = zoo.get(model_name)
     pool = data.pool(pool_name)
-    idx = evaluate.spread(len(pool), 16)
+    idx = samples.spread(len(pool), 16)
     images = pool.load(idx)
     probs = zm.predict(images)
     fig = plots.image_grid(images, [pool.labels[i] for i in idx], probs, pool.class_names,

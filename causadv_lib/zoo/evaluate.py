@@ -8,6 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import data
+from ..samples import spread
 
 #: the pools `python -m causadv_lib.zoo check` evaluates, per model dataset
 CHECK_POOLS = {
@@ -45,13 +46,6 @@ class Top1:
 
     def line(self) -> str:
         return f"{self.model} {self.pool} top1={self.top1:.4f} n={self.n}"
-
-
-def spread(n: int, limit: int | None) -> np.ndarray:
-    """`limit` indices evenly spread over 0..n-1 (all when limit is None or >= n): covers every class."""
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n, num=max(limit, 0), endpoint=False).astype(np.int64))
 
 
 def top1(model, pool, *, limit: int | None = None, batch_size: int | None = None, progress: bool = True) -> Top1:
