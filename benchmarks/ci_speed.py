@@ -39,7 +39,7 @@ PLAN = {
     "vgg16_bn_cifar10": (64, 16, (16, 8)),
     "resnet56_cifar10": (64, 16, (8, 8)),
     "mobilenet_v2_imagenet": (24, 2, (8, 4)),
-    "vgg16_224_random": (8, 1, (4, 2)),
+    "vgg16_224_random": (26, 1, (4, 2)),
 }
 BATCH = 32
 TARGET_RATIO = {"vgg16_bn_cifar10": 1.5, "resnet56_cifar10": 1.5, "mobilenet_v2_imagenet": 1.5,

@@ -524,8 +524,11 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def _closed_batch(p: _Plan, batch_size: int) -> int:
+    """Images per closed-form call: the head's rows within HEAD_BUDGET, but at least P/4 images when
+    the by-channel kernel is large (VGG16 at 224: P = 49), so that reading it is amortised."""
     widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed["dense"], *p.closed["tail"]])
-    return max(1, min(batch_size, HEAD_BUDGET // ((p.K + 1) * widest)))
+    cap = max(HEAD_BUDGET // ((p.K + 1) * widest), -(-p.closed["P"] // 4))
+    return max(1, min(batch_size, cap))
 
 
 def images_per_call(model, layer=None, *, batch_size: int = 32, outputs: str = "probabilities") -> int:
