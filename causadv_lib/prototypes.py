@@ -15,6 +15,7 @@ silently dropped.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ class Prototypes:
     @property
     def num_classes(self) -> int:
         return len(self.index)
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """The classes that have a prototype, in class order."""
+        return tuple(int(c) for c in np.flatnonzero(self.index >= 0))
 
     def vector(self, c: int) -> np.ndarray:
         """CI vector of class `c`'s prototype; KeyError if the class has none."""
@@ -126,3 +132,36 @@ def select_prototypes(model, images, labels, ids, *, layer=None, definition: str
     return Prototypes(index=index, ids=tuple(ids[i] if i >= 0 else "" for i in index), probability=probability,
                       ci=ci, layer=layer, definition=definition,
                       missing=tuple(int(c) for c in np.flatnonzero(index < 0)))
+
+
+def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "probability",
+             cache: bool = True, batch_size: int = 64, progress: bool | None = None) -> Prototypes:
+    """Prototypes of a zoo model (`zoo.ZooModel`) over an image pool (`data.ImagePool`).
+
+    limit: search only `limit` images evenly spread over the pool (pools are class-ordered, so every
+    class keeps candidates); None searches the whole pool. `index` and `ids` refer to the pool.
+    With `cache`, the result is stored under `config.cache_dir()/prototypes`, keyed by the model
+    weights, its CI layer, the preprocessed input bytes, their ids, the definition and the library version.
+    """
+    from . import __version__
+    from . import cache as ccache
+    from .samples import spread
+
+    idx = spread(len(pool), limit)
+    images = np.concatenate([zoo_model.preprocess(pool.load(idx[i:i + batch_size]))
+                             for i in range(0, len(idx), batch_size)])
+    ids = [pool.ids[i] for i in idx]
+    key = None
+    if cache:
+        key = ccache.key("prototypes", ccache.weights_fingerprint(zoo_model.model), zoo_model.ci_layer, images,
+                         ids, definition, __version__)
+        path = ccache.path("prototypes", key)
+        if path.with_suffix(".json").exists() and path.with_suffix(".npz").exists():
+            return Prototypes.load(path)
+    found = select_prototypes(zoo_model.model, images, pool.labels[idx], ids, layer=zoo_model.ci_layer,
+                              definition=definition, num_classes=len(pool.class_names),
+                              batch_size=batch_size, progress=progress)
+    found = dataclasses.replace(found, index=np.where(found.index >= 0, idx[np.maximum(found.index, 0)], -1))
+    if key is not None:
+        found.save(path)
+    return found
