@@ -343,3 +343,28 @@ def test_images_per_call_caps_the_closed_form():
     big = 10 ** 6
     assert 1 <= ci.images_per_call(model, batch_size=big) < big
     assert ci.images_per_call(_model("resnet_skip_source"), "stem_relu", batch_size=5) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,pool,step", [("vgg16_bn_cifar10", "lossless_cifar10", 1),
+                                            ("resnet56_cifar10", "lossless_cifar10", 1),
+                                            ("mobilenet_v2_imagenet", "lossless_imagenet", 20)])
+def test_zoo_models_agree_with_plain_ablation(name, pool, step):
+    """Full scale: the auto path on the zoo's models against one forward pass per removed filter."""
+    from causadv_lib import data, zoo
+    zm = zoo.get(name)
+    p = data.pool(pool)
+    x = zm.preprocess(p.load([0, 1, 2]))
+    for definition in ci.DEFINITIONS:
+        res = ci.counterfactual_information(zm.model, x, zm.ci_layer, definition=definition)
+        assert res.path.startswith("closed_form")
+        ks = np.arange(0, res.ci.shape[1], step)
+        ref = ci.reference_ablation(zm.model, x, zm.ci_layer, filters=ks, definition=definition)
+        assert np.abs(res.ci[:, ks] - ref.ci).max() <= TOL * max(1.0, np.abs(ref.ci).max())
+        np.testing.assert_array_equal(res.predicted, ref.predicted)
+        if definition == "probability":
+            # a live filter whose effect is below float32 resolution gives exactly 0 or +-1-2 ulp
+            # depending on the rounding of each path; dead channels are exactly 0 on both
+            odd = (res.ci[:, ks] == 0) != (ref.ci == 0)
+            ulp = np.spacing(res.probability)[:, None] * np.ones_like(ref.ci)
+            assert odd.mean() <= 0.01 and np.all(np.abs(res.ci[:, ks] - ref.ci)[odd] <= 2 * ulp[odd])
