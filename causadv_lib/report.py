@@ -56,13 +56,13 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | 
     """A GitHub-flavoured Markdown table of `rows` (dicts) restricted to `columns`."""
     def cell(v: Any) -> str:
         if isinstance(v, float):
-            return f"{v:.4f}"
+            return f"{v:.2e}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
         return "" if v is None else str(v)
 
     lines = []
     if caption:
         lines += [f"**{caption}**", ""]
-    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
         lines.append("| " + " | ".join(cell(row.get(c)) for c in columns) + " |")

@@ -62,6 +62,7 @@ display(Markdown(rep.table("table00_zoo_accuracy", rows, caption="Top-1 accuracy
 # or more images, so we take 2 images x 150 classes). A profile uses a prefix of each list.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 sample_rows = []
 chosen = {}
 for (model_name, pool_name) in samples.PAPER_LISTS:
