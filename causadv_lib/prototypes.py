@@ -104,8 +104,9 @@ def select_prototypes(model, images, labels, ids, *, layer=None, definition: str
         raise ValueError(f"images, labels and ids differ in length: {len(images)}, {len(labels)}, {len(ids)}")
     probs, logits = _ci.predict_with_logits(model, images, outputs=outputs, batch_size=batch_size)
     C = probs.shape[1] if num_classes is None else int(num_classes)
-    if labels.min() < 0 or labels.max() >= C:
-        raise ValueError(f"labels must be in [0, {C}), got values {np.unique(labels[(labels < 0) | (labels >= C)])[:5]}")
+    bad = np.unique(labels[(labels < 0) | (labels >= C)])
+    if bad.size:
+        raise ValueError(f"labels must be in [0, {C}), got values {bad[:5]}")
     rows = np.arange(len(labels))
     if logits is not None:
         score = _log_prob_of(logits, labels)
