@@ -86,7 +86,6 @@ for model_name, pool_name, _ in SETUPS:
 # zeros (strategy 3), so this is worth keeping in mind when reading their results.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 rows = []
 for model_name, (x, res) in examples.items():
     zm = zoo.get(model_name)
@@ -96,6 +95,9 @@ for model_name, (x, res) in examples.items():
         v = r.ci[0]
         rows.append({"model": model_name, "definition": definition, "causal": int((v > 0).sum()),
                      "zero": int((v == 0).sum()), "negative": int((v < 0).sum())})
+
+# %%
+# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table01_definitions", rows, caption="Causal, zero and negative filters by CI definition")))
 
 # %% [markdown]
