@@ -3,7 +3,7 @@
 #
 #   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works)
 #   make test                          pytest (library) + smoke-profile notebooks checked with nbval
-#   make data                          fetch missing data files into the cache, verify all by sha256
+#   make data                          fetch missing data files into the cache, then verify all by sha256
 #   make zoo-check                     top-1 of every zoo model on its datasets
 #   make lab                           JupyterLab on the paired notebooks
 #   make samples                       (re)write the committed evaluation sample lists
@@ -65,7 +65,6 @@ nbval: $(STAMP)
 
 data: $(STAMP)
 	$(PY) -m causadv_lib.data fetch
-	$(PY) -m causadv_lib.data verify
 
 zoo-check: $(STAMP)
 	$(PY) -m causadv_lib.zoo check

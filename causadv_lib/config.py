@@ -9,7 +9,7 @@ The data directory is resolved in `data_dir()`:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,6 @@ class Profile:
     cifar_per_class: int
     #: images of each prototype pool searched for prototypes (None = the whole pool)
     prototype_pool_limit: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
