@@ -26,10 +26,11 @@ import keras
 import numpy as np
 
 from .. import data, preprocess
+from ..ci import default_layer
 from .keras_apps import ModelUnavailableError
 
 __all__ = ["ZooModel", "UnknownModelError", "ModelUnavailableError", "get", "names", "resolve", "custom",
-           "check_structure", "split_softmax", "default_ci_layer"]
+           "check_structure", "split_softmax"]
 
 DATASETS = ("imagenet", "cifar10")
 
@@ -147,17 +148,6 @@ def split_softmax(model: keras.Model, name: str | None = None) -> keras.Model:
     return keras.Model(model.inputs, out, name=name or model.name)
 
 
-def default_ci_layer(model: keras.Model) -> str:
-    """Name of the last layer with a rank-4 output that is neither the input nor a pooling layer."""
-    for lyr in reversed(model.layers):
-        out = getattr(lyr, "output", None)
-        if (isinstance(lyr, keras.layers.InputLayer) or "Pooling" in type(lyr).__name__
-                or out is None or isinstance(out, (list, tuple)) or len(out.shape) != 4):
-            continue
-        return lyr.name
-    raise ValueError(f"{model.name}: no layer with a rank-4 (batch, H, W, channels) output; pass ci_layer=")
-
-
 # ---------------------------------------------------------------------------------- entries
 def _zoo_model(name, model, pre, norm, classes, ci, dataset) -> ZooModel:
     zm = ZooModel(name, model, pre, tuple(classes), ci, tuple(model.input_shape[1:]), dataset, norm)
@@ -246,7 +236,7 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, class_n
     `preprocess` maps uint8 RGB images to the model's float32 inputs. A final Dense with softmax
     activation is split into Dense(linear) + Softmax (`split_softmax`); any other ending that is not
     Dense(linear) -> Softmax raises ValueError. `class_names` default to "0", "1", ...; `ci_layer`
-    defaults to `default_ci_layer` (the last rank-4, non-pooling layer).
+    defaults to `ci.default_layer` (the last rank-4, non-pooling layer).
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"custom: expected a keras.Model, got {type(model).__name__}")
@@ -262,7 +252,7 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, class_n
     classes = tuple(str(i) for i in range(n_out)) if class_names is None else tuple(class_names)
     if len(classes) != n_out:
         raise ValueError(f"custom model {name!r}: {len(classes)} class names for {n_out} outputs")
-    ci = ci_layer or default_ci_layer(model)
+    ci = ci_layer or default_layer(model)
     try:
         model.get_layer(ci)
     except ValueError:
