@@ -49,7 +49,9 @@ class ZooModel:
     `preprocess`: uint8 RGB images ((N, H, W, 3) array or list of (H, W, 3)) -> float32 model inputs.
     `normalize` (optional): float pixel values in [0, 255] already at `input_shape` -> model inputs
     (for attacks that work on float pixels). `ci_layer`: name of the layer whose output is the
-    default CI layer (the last convolution's output after its activation).
+    default CI layer (the last convolution's output after its activation). `geometry` (optional):
+    uint8 RGB images -> uint8 (N, *input_shape) at the model's input size (resize/crop only), so that
+    ``preprocess(images) == normalize(geometry(images))``.
     """
 
     name: str
@@ -60,6 +62,7 @@ class ZooModel:
     input_shape: tuple[int, int, int]
     dataset: str | None = None
     normalize: Callable[[np.ndarray], np.ndarray] | None = None
+    geometry: Callable[..., np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -149,8 +152,8 @@ def split_softmax(model: keras.Model, name: str | None = None) -> keras.Model:
 
 
 # ---------------------------------------------------------------------------------- entries
-def _zoo_model(name, model, pre, norm, classes, ci, dataset) -> ZooModel:
-    zm = ZooModel(name, model, pre, tuple(classes), ci, tuple(model.input_shape[1:]), dataset, norm)
+def _zoo_model(name, model, pre, norm, classes, ci, dataset, geometry=None) -> ZooModel:
+    zm = ZooModel(name, model, pre, tuple(classes), ci, tuple(model.input_shape[1:]), dataset, norm, geometry)
     problems = check_structure(model)
     if problems or model.outputs[0].shape[-1] != len(zm.class_names):
         raise RuntimeError(f"zoo model {name} is malformed: {problems or 'class count differs from the output'}")
@@ -161,20 +164,23 @@ def _mobilenet_v2_imagenet() -> ZooModel:
     from . import mobilenet_tflite as m
     return _zoo_model("mobilenet_v2_imagenet", m.build(data.path("mobilenet_v2_tflite")),
                       preprocess.preprocess_mobilenet_v2, preprocess.normalize_mobilenet_v2,
-                      data.imagenet_class_names(), m.CI_LAYER, "imagenet")
+                      data.imagenet_class_names(), m.CI_LAYER, "imagenet",
+                      functools.partial(preprocess.geometry_imagenet, model="mobilenet_v2_imagenet"))
 
 
 def _vgg16_imagenet() -> ZooModel:
     from . import keras_apps as m
     return _zoo_model("vgg16_imagenet", m.build(m.find_weights()), preprocess.preprocess_vgg16_imagenet,
-                      preprocess.normalize_vgg16_imagenet, data.imagenet_class_names(), m.CI_LAYER, "imagenet")
+                      preprocess.normalize_vgg16_imagenet, data.imagenet_class_names(), m.CI_LAYER, "imagenet",
+                      functools.partial(preprocess.geometry_imagenet, model="vgg16_imagenet"))
 
 
 def _vgg16_bn_cifar10() -> ZooModel:
     from . import vgg_cifar as m
     model = m.build(data.path("vgg16_bn_cifar10_weights"), data.path("vgg16_bn_cifar10_json"))
     return _zoo_model("vgg16_bn_cifar10", model, preprocess.preprocess_vgg16_bn_cifar10,
-                      preprocess.normalize_vgg16_bn_cifar10, data.CIFAR10_CLASSES, m.CI_LAYER, "cifar10")
+                      preprocess.normalize_vgg16_bn_cifar10, data.CIFAR10_CLASSES, m.CI_LAYER, "cifar10",
+                      functools.partial(preprocess.geometry_cifar, model="vgg16_bn_cifar10"))
 
 
 def _resnet_cifar10(arch: str) -> Callable[[], ZooModel]:
@@ -182,7 +188,8 @@ def _resnet_cifar10(arch: str) -> Callable[[], ZooModel]:
         from . import resnet_cifar as m
         return _zoo_model(f"{arch}_cifar10", m.build(arch, data.path(f"{arch}_akamaster_weights")),
                           preprocess.preprocess_resnet_cifar10, preprocess.normalize_resnet_cifar10,
-                          data.CIFAR10_CLASSES, m.ci_layer(arch), "cifar10")
+                          data.CIFAR10_CLASSES, m.ci_layer(arch), "cifar10",
+                          functools.partial(preprocess.geometry_cifar, model=f"{arch}_cifar10"))
     return build
 
 
