@@ -4,7 +4,9 @@ Each public ``preprocess_*`` function takes uint8 RGB images, either an (N, H, W
 of (H, W, 3) arrays (ImageNet photographs differ in size), and returns an (N, h, w, 3) float32 array.
 It is two steps, also public so that attacks can work on float pixels: a *geometry* step
 (uint8 -> uint8 at the model's input size) and a *normalisation* step (float pixel values in
-[0, 255] at the input size -> model inputs; it accepts floats, e.g. adversarial images).
+[0, 255] at the input size -> model inputs; it accepts floats, e.g. adversarial images, and
+refuses NaN/Inf, values outside [0, 255] and float batches that look scaled to [0, 1]: see
+`check_pixels`).
 
 | model | geometry | normalisation (x = pixel value in [0, 255]) |
 |---|---|---|
@@ -92,11 +94,58 @@ def _exact_size(images: Images, size: int, model: str) -> np.ndarray:
     return np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8)
 
 
+#: how far outside [0, 255] a pixel value may lie (float rounding of clipped adversarial images)
+PIXEL_TOLERANCE = 1e-3
+
+
 def _check_float(x: np.ndarray, size: int, model: str) -> np.ndarray:
+    """Validate the input of a ``normalize_*`` function; return it as float32 (see `check_pixels`)."""
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1:] != (size, size, 3):
         raise ValueError(f"{model}: expected pixel values of shape (N, {size}, {size}, 3), got {x.shape}")
+    check_pixels(x, model)
     return x.astype(np.float32, copy=False)
+
+
+def check_pixels(x: np.ndarray, model: str = "normalize", arg: str = "x") -> None:
+    """Refuse pixel values that are not finite numbers in [0, 255] (the ``normalize_*`` input rule).
+
+    - dtype: a real number type (integers or floats); bool, complex, object, strings: TypeError;
+    - NaN or +-Inf anywhere: ValueError;
+    - any value below ``-PIXEL_TOLERANCE`` or above ``255 + PIXEL_TOLERANCE``: ValueError (clip
+      adversarial images to [0, 255] first);
+    - a floating-point batch that looks scaled to [0, 1]: its largest value is <= 1.0 while it is not
+      all zeros: ValueError. The rule is per batch: an all-black batch (all zeros) is accepted, and so
+      is a black image in a batch with ordinary ones; only a batch whose brightest pixel is at most
+      1/255 of full scale is refused, which is what [0, 1] pixels look like (fed as they are, they
+      would all be near-black images: the lossless-set accuracy drops to chance). Integer batches
+      (uint8 from the geometry step) are never refused by this rule.
+
+    Empty batches (N = 0) are accepted. Each error names `arg`, the offending value and the rule.
+    """
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise TypeError(f"{model}: {arg} must hold real pixel values (an integer or float array), "
+                        f"got dtype {x.dtype}")
+    if x.size == 0:
+        return
+    if np.issubdtype(x.dtype, np.floating):
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = np.argwhere(~finite)
+            first = tuple(int(i) for i in bad[0])
+            raise ValueError(f"{model}: {arg} contains {len(bad)} non-finite value{'s' * (len(bad) != 1)} "
+                             f"(NaN or Inf; the first, {x[first].item()}, at index {first}); expected finite "
+                             f"pixel values in [0, 255]")
+    lo, hi = x.min().item(), x.max().item()
+    if lo < -PIXEL_TOLERANCE or hi > 255 + PIXEL_TOLERANCE:
+        where = tuple(int(i) for i in np.unravel_index(np.argmin(x) if lo < -PIXEL_TOLERANCE else np.argmax(x),
+                                                       x.shape))
+        raise ValueError(f"{model}: {arg} has pixel values in [{lo:g}, {hi:g}] (e.g. {x[where].item():g} at index "
+                         f"{where}); expected pixel values in [0, 255]: clip them to [0, 255] first")
+    if np.issubdtype(x.dtype, np.floating) and hi <= 1.0 and hi > 0.0:
+        raise ValueError(f"{model}: {arg} has pixel values in [{lo:g}, {hi:g}], which looks like images scaled "
+                         f"to [0, 1]; pixel values in [0, 255] are expected: multiply by 255 (a float batch "
+                         f"whose maximum is <= 1.0 is refused unless it is all zeros)")
 
 
 # -------------------------------------------------------------------------------------- geometry

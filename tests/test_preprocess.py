@@ -44,6 +44,69 @@ def test_normalize_checks_shape():
         pp.normalize_resnet_cifar10(np.zeros((32, 32, 3)))
 
 
+NORMALIZE = {pp.normalize_mobilenet_v2: 224, pp.normalize_vgg16_imagenet: 224,
+             pp.normalize_vgg16_bn_cifar10: 32, pp.normalize_resnet_cifar10: 32}
+
+
+@pytest.mark.parametrize("fn", NORMALIZE)
+def test_normalize_refuses_non_finite_pixels(fn):
+    size = NORMALIZE[fn]
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.full((2, size, size, 3), 100.0, np.float32)
+        x[1, 3, 4, 2] = bad
+        with pytest.raises(ValueError, match=r"x contains 1 non-finite value .*index \(1, 3, 4, 2\).*"
+                                             r"expected finite pixel values in \[0, 255\]") as err:
+            fn(x)
+        assert f"the first, {float(bad)}, at" in str(err.value)
+
+
+@pytest.mark.parametrize("fn", NORMALIZE)
+def test_normalize_refuses_pixels_scaled_to_unit_range(fn):
+    size = NORMALIZE[fn]
+    unit = np.linspace(0, 0.5, 2 * size * size * 3, dtype=np.float32).reshape(2, size, size, 3)  # [0, 1] pixels
+    with pytest.raises(ValueError, match=r"x has pixel values in \[0, 0.5\].*scaled to \[0, 1\].*"
+                                         r"pixel values in \[0, 255\] are expected"):
+        fn(unit)
+    with pytest.raises(ValueError, match=r"\[0, 255\] are expected"):
+        fn(np.full((1, size, size, 3), 1.0))  # float64, max exactly 1.0
+    black = np.zeros((1, size, size, 3), np.float32)  # an all-black image is legitimate
+    assert fn(black).shape == black.shape
+    mixed = np.concatenate([black, np.full_like(black, 200.0)])  # a black image among ordinary ones
+    assert np.isfinite(fn(mixed)).all()
+    tiny_u8 = np.ones((1, size, size, 3), np.uint8)  # integer pixels are 0..255 by type: never refused
+    assert fn(tiny_u8).shape == tiny_u8.shape
+
+
+@pytest.mark.parametrize("fn", NORMALIZE)
+def test_normalize_refuses_pixels_outside_0_255(fn):
+    size = NORMALIZE[fn]
+    x = np.full((1, size, size, 3), 128.0, np.float32)
+    x[0, 0, 1, 0] = 255.5
+    with pytest.raises(ValueError, match=r"x has pixel values in \[128, 255.5\] \(e.g. 255.5 at index "
+                                         r"\(0, 0, 1, 0\)\); expected pixel values in \[0, 255\]"):
+        fn(x)
+    x[0, 0, 1, 0] = -2.0
+    with pytest.raises(ValueError, match=r"\[-2, 128\].*-2 at index \(0, 0, 1, 0\)"):
+        fn(x)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):  # already-normalised inputs fed again
+        fn(np.linspace(-1, 1, size * size * 3).reshape(1, size, size, 3))
+    with pytest.raises(ValueError, match=r"\[300, 300\]"):
+        fn(np.full((1, size, size, 3), 300, np.int64))
+    # float rounding around a clipped adversarial image stays accepted
+    x[0, 0, 1, 0], x[0, 0, 2, 0] = -1e-4, 255 + 1e-4
+    assert np.isfinite(fn(x)).all()
+    with pytest.raises(TypeError, match=r"x must hold real pixel values.*got dtype bool"):
+        fn(np.ones((1, size, size, 3), bool))
+    with pytest.raises(TypeError, match=r"dtype complex128"):
+        fn(np.ones((1, size, size, 3), complex))
+
+
+def test_normalize_values_unchanged_for_valid_floats():
+    x = RNG.uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
+    np.testing.assert_allclose(pp.normalize_mobilenet_v2(x), x / 127.5 - 1, rtol=1e-6, atol=1e-6)
+    assert pp.normalize_resnet_cifar10(np.zeros((0, 32, 32, 3), np.float32)).shape == (0, 32, 32, 3)
+
+
 def test_unknown_resize_method():
     with pytest.raises(ValueError, match="unknown resize method 'bicubic'"):
         pp.resize_crop(_u8(40, 40, 3), 32, "bicubic")
