@@ -52,10 +52,16 @@ def top1(model, pool, *, limit: int | None = None, batch_size: int | None = None
     """Top-1 accuracy of `model` (zoo name or ZooModel) on `pool` (pool name or data.ImagePool).
 
     With `limit`, `limit` images evenly spread over the pool (deterministic). Images are decoded and
-    predicted `batch_size` at a time (default 32 for ImageNet-size inputs, 500 for CIFAR).
+    predicted `batch_size` at a time (default 32 for ImageNet-size inputs, 500 for CIFAR). `limit` and
+    `batch_size` must be positive integers (or None): zero or negative values raise ValueError.
     """
     from . import resolve
 
+    for arg, value in (("limit", limit), ("batch_size", batch_size)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+            raise TypeError(f"top1: {arg} must be a positive integer or None, got {value!r}")
+        if value is not None and value < 1:
+            raise ValueError(f"top1: {arg}={value} is invalid: expected a positive integer or None (all)")
     zm = resolve(model)
     p = data.pool(pool) if isinstance(pool, str) else pool
     if len(p.class_names) != zm.num_classes:
