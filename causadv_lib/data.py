@@ -2,8 +2,8 @@
 
 Every file the project reads is named in ``data_manifest/*.json`` with its sha256. `path(name)`
 finds it in the data directory (see `data_dir`), checks its sha256 before first use and remembers
-the check in ``cache_dir()/verified.json`` (keyed by absolute path, size and mtime) so later runs do
-not re-hash. Network access happens only in `fetch` (``make data``). Pools (`pool`) are the image
+the check in ``cache_dir()/verified.json`` (keyed by absolute path; trusted only while the file's size,
+mtime, ctime, inode and device are unchanged) so later runs do not re-hash. Network access happens only in `fetch` (``make data``). Pools (`pool`) are the image
 sets the notebooks use::
 
     >>> p = pool("cifar10_eval")
@@ -61,6 +61,18 @@ class Entry:
     url: str | None
     how_to_get: str | None
     licence: str
+    #: for a file made by converting an upstream file: {"url", "sha256" (None: unknown), "how"}; such
+    #: a file has no `url` of its own (the upstream address serves other bytes) and comes from a mirror
+    converted_from: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.converted_from is not None:
+            if self.url is not None:
+                raise DataError(f"data manifest: {self.name} is converted from {self.converted_from.get('url')} "
+                                f"but has url {self.url}: a converted file has no download URL of its own")
+            missing = {"url", "sha256", "how"} - set(self.converted_from)
+            if missing:
+                raise DataError(f"data manifest: {self.name}: converted_from lacks {sorted(missing)}")
 
     def __str__(self) -> str:
         return self.path if self.name == self.path else f"{self.name} ({self.path})"
@@ -112,6 +124,10 @@ def data_dir() -> Path:
     env = os.environ.get(config.DATA_ENV)
     if env:
         d = Path(env).expanduser().resolve()
+        if d.exists() and not d.is_dir():
+            raise DataError(f"{config.DATA_ENV}={env} but {d} is a file, expected a directory (the data "
+                            f"mirror folder); point {config.DATA_ENV} at the data mirror or unset it and run "
+                            "`make data`")
         if not d.is_dir():
             raise DataError(f"{config.DATA_ENV}={env} but the folder {d} does not exist; point "
                             f"{config.DATA_ENV} at the data mirror or unset it and run `make data`")
@@ -137,8 +153,12 @@ def sha256_of(file: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-#: in-process memo: absolute path -> (size, mtime_ns, sha256) of a verified file
-_MEMO: dict[str, tuple[int, int, str]] = {}
+#: what a verification is keyed on besides the path: a file replaced after verification changes at least
+#: one of them even when its size is kept and its mtime restored (`touch -r`, os.utime), since no
+#: ordinary call can set ctime, and a file written anew and renamed into place has a new inode
+_STAT_FIELDS = ("size", "mtime_ns", "ctime_ns", "ino", "dev")
+#: in-process memo: absolute path -> (size, mtime_ns, ctime_ns, ino, dev, sha256) of a verified file
+_MEMO: dict[str, tuple] = {}
 #: verified.json records computed in this process and not yet written (flushed in batches and at exit)
 _PENDING: dict[str, dict] = {}
 _LAST_FLUSH = [0.0]
@@ -192,23 +212,32 @@ def _flush_record(force: bool = True) -> None:
 atexit.register(_flush_record)
 
 
+def _signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """(size, mtime_ns, ctime_ns, ino, dev) of a stat result (`_STAT_FIELDS`)."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
 def _remember(file: Path, sha: str) -> None:
     """Record that `file` (as it is now on disk) has sha256 `sha`."""
-    key, st = str(file.resolve()), file.stat()
-    _MEMO[key] = (st.st_size, st.st_mtime_ns, sha)
-    _PENDING[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+    key, sig = str(file.resolve()), _signature(file.stat())
+    _MEMO[key] = (*sig, sha)
+    _PENDING[key] = {**dict(zip(_STAT_FIELDS, sig)), "sha256": sha}
 
 
 def _check(e: Entry, file: Path, record: dict | None = None) -> None:
-    """Raise DataError unless `file` has `e`'s sha256 (trusting memo/record when size and mtime match)."""
+    """Raise DataError unless `file` has `e`'s sha256.
+
+    A memo or verified.json record is trusted only when the file's size, mtime, ctime, inode and
+    device all match the ones recorded (older records without ctime/inode are re-hashed).
+    """
     key = str(file.resolve())
     st = file.stat()
     known = _MEMO.get(key) or _PENDING.get(key)
     if known is None:
         known = (record if record is not None else _read_record()).get(key)
     if isinstance(known, dict):
-        known = (known.get("size"), known.get("mtime_ns"), known.get("sha256"))
-    if known == (st.st_size, st.st_mtime_ns, e.sha256):
+        known = (*(known.get(f) for f in _STAT_FIELDS), known.get("sha256"))
+    if known == (*_signature(st), e.sha256):
         _MEMO[key] = known
         return
     actual = sha256_of(file)
@@ -299,8 +328,10 @@ def fetch(names: Iterable[str] | None = None, base_url: str | None = None, dest:
     """Download every entry not already present and valid into `dest` (default: the fetched cache).
 
     Files come from ``base_url + path`` when `base_url` (default ``$CAUSADV_MIRROR_URL``) is given, a
-    server with the data directory's layout, else from each entry's upstream `url`. Every file is
-    tried; then one DataError lists all failures. Returns the local paths of all requested files.
+    server with the data directory's layout, else from each entry's upstream `url`. An entry without
+    a `url` (e.g. one converted from an upstream file: `Entry.converted_from`) comes only from a mirror;
+    the upstream file it was made from is never downloaded under its name. Every file is tried; then
+    one DataError lists all failures. Returns the local paths of all requested files.
     """
     return _fetch(names, base_url, dest, progress)[0]
 
@@ -341,6 +372,14 @@ def _fetch(names, base_url, dest, progress) -> tuple[list[Path], int]:
                     url = base_url + quote(e.path)
                 elif e.url:
                     url = e.url
+                elif e.converted_from:
+                    src = e.converted_from
+                    raise DataError(
+                        f"{e} is not an upstream file: it was converted from {src['url']} "
+                        f"(sha256 {src['sha256'] or 'not recorded'}; {src['how']}), and this project cannot "
+                        f"redo the conversion (it reads no pickled checkpoints), so the file comes only from "
+                        f"a mirror of the data folder: set {MIRROR_URL_ENV} or pass --base-url (a server "
+                        f"with the data folder's layout); expected sha256 {e.sha256} ({e.bytes} bytes)")
                 else:
                     raise DataError(f"{e} has no download URL and no mirror was given "
                                     f"(--base-url or {MIRROR_URL_ENV}); how to get it: {e.how_to_get}")

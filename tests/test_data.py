@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -68,12 +69,24 @@ def test_manifest_matches_the_mirror_manifest():
         assert (e.url is None) != (e.how_to_get is None), e.path
         if e.source.startswith("github ") and e.path != "cifar10/cifar10-images.zip":
             commit = e.source.split("@")[1].split(":")[0]
-            assert e.url.startswith("https://raw.githubusercontent.com/") and f"/{commit}/" in e.url
+            upstream_url = e.converted_from["url"] if e.converted_from else e.url
+            assert upstream_url.startswith("https://raw.githubusercontent.com/") and f"/{commit}/" in upstream_url
+            # a url is a download of these very bytes: the upstream file has the same type
+            upstream_name = e.source.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+            if e.url is not None:
+                assert os.path.splitext(upstream_name)[1] == os.path.splitext(e.path)[1], e.path
     for name in ("mobilenet_v2_tflite", "mobilenet_v1_tflite", "imagenet_labels", "synset_words",
                  "val1300_labels", "cifar10_images_zip", "vgg16_bn_cifar10_weights", "vgg16_bn_cifar10_json",
                  "resnet20_akamaster_weights", "resnet56_akamaster_weights"):
         assert name in entries
     assert entries["cifar10_images_zip"].url is None and "mirror" in entries["cifar10_images_zip"].how_to_get
+    converted = {e.name for e in entries.values() if e.converted_from}
+    assert converted == {"resnet20_akamaster_weights", "resnet56_akamaster_weights"}
+    for name in converted:  # the .npz are conversions of the .th checkpoints: no url of their own
+        e = entries[name]
+        assert e.url is None and e.converted_from["url"].endswith(".th") and e.path.endswith(".npz")
+        assert e.converted_from["how"] == upstream[e.path]["note"] and "state_dict" in e.converted_from["how"]
+        assert "mirror" in e.how_to_get and "cannot redo the conversion" in e.how_to_get
     assert "pip download" in entries["samples-lossless/cifar10_00_3.png"].how_to_get
 
 
@@ -104,6 +117,25 @@ def test_data_env_pointing_nowhere(tmp_path, monkeypatch):
     assert str(nowhere) in str(err.value)
     with pytest.raises(data.DataError, match="synset_words"):
         data.path("synset_words")
+
+
+def test_data_env_pointing_at_a_file(tmp_path, monkeypatch):
+    file = tmp_path / "data.zip"
+    file.write_bytes(b"not a folder")
+    monkeypatch.setenv(config.DATA_ENV, str(file))
+    with pytest.raises(data.DataError) as err:
+        data.data_dir()
+    msg = str(err.value)
+    assert f"{config.DATA_ENV}={file}" in msg and f"{file} is a file, expected a directory" in msg
+    assert "does not exist" not in msg
+
+
+def test_a_converted_entry_cannot_carry_a_url():
+    fields = dict(name="w", path="w.npz", sha256="0" * 64, bytes=1, source="s", how_to_get=None, licence="l",
+                  converted_from={"url": "https://example.org/w.th", "sha256": None, "how": "re-saved"})
+    with pytest.raises(data.DataError, match=r"w is converted from https://example.org/w.th but has url"):
+        data.Entry(url="https://example.org/w.th", **fields)
+    assert data.Entry(url=None, **{**fields, "how_to_get": "mirror"}).converted_from["how"] == "re-saved"
 
 
 def test_no_data_dir_at_all(tmp_path, monkeypatch):
@@ -178,6 +210,44 @@ def test_record_lets_a_later_process_skip_hashing(farm, monkeypatch):
     st = f.stat()
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert data.path(name) == f and len(calls) == 1  # changed mtime: hashed again
+
+
+@needs_mirror
+@pytest.mark.parametrize("how", ["in_place", "renamed_over"])
+def test_a_replaced_file_with_size_and_mtime_restored_is_caught(farm, how):
+    """`touch -r` (os.utime) restores mtime but not ctime; a file renamed into place also has a new inode."""
+    name = "vgg16_bn_cifar10_json"
+    e = data.entry(name)
+    f = farm / e.path
+    f.unlink()
+    shutil.copy(MIRROR / e.path, f)
+    assert data.verify([name], progress=False) == [f]
+    data._flush_record()
+    before = f.stat()
+    raw = bytearray(f.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # same size, other bytes
+    time.sleep(0.05)  # past the coarse clock tick of file timestamps
+    if how == "in_place":
+        with open(f, "r+b") as fh:
+            fh.write(raw)
+    else:
+        tmp = f.with_name(f.name + ".new")
+        tmp.write_bytes(raw)
+        os.replace(tmp, f)
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = f.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    actual = hashlib.sha256(raw).hexdigest()
+    for fresh_process in (False, True):  # the in-process memo, then verified.json alone
+        if fresh_process:
+            data._MEMO.clear()
+            data._PENDING.clear()
+            data._RECORD_CACHE.clear()
+        with pytest.raises(data.DataError, match="1 of 1") as err:
+            data.verify([name], progress=False)
+        assert actual in str(err.value) and e.sha256 in str(err.value) and "corrupted" in str(err.value)
+    rec = json.loads((config.cache_dir() / "verified.json").read_text())[str(f.resolve())]
+    assert set(rec) == {"size", "mtime_ns", "ctime_ns", "ino", "dev", "sha256"}
 
 
 @needs_mirror
