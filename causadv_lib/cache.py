@@ -2,15 +2,16 @@
 
 ``key(*parts)`` hashes numpy arrays (dtype, shape and bytes), strings, bytes, numbers, None, and
 lists/tuples/dicts of these, each tagged with its type, so that ``key(1)``, ``key(1.0)`` and ``key("1")``
-differ. ``weights_fingerprint(model)`` hashes every weight of a model (path, dtype, shape, bytes). A
+differ. ``weights_fingerprint(model)`` hashes every weight of a model (path, dtype, shape, bytes);
+``model_fingerprint(model)`` adds its full configuration (architecture). A
 result is stored as ``config.cache_dir()/NAMESPACE/KEY.npz`` (plain arrays, no pickle), written
 atomically (temp file + ``os.replace``), so an interrupted run never leaves a half-written entry.
 
-A changed parameter gives a different key, so a stale entry is never served; delete the folder to
-reclaim space. Example::
+A changed parameter gives a different key, so a stale entry is never served; a corrupted entry is
+reported, deleted and recomputed; delete the folder to reclaim space. Example::
 
-    k = key("ci", weights_fingerprint(model), "block5_conv3", images, "probability", __version__)
-    hit = load("ci", k)
+    k = key("ci", model_fingerprint(model), "block5_conv3", images, "probability", __version__)
+    hit = load("ci", k, required=("ci",))
     if hit is None:
         save("ci", k, {"ci": ci})
 """
@@ -18,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +90,26 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()
 
 
+def architecture_fingerprint(model) -> str:
+    """Hash of a Keras model's full configuration (every layer, its settings and its connections).
+
+    Weightless layers (a ``Rescaling``, a changed activation) change the result without changing a
+    weight, so a cache key needs this as well as `weights_fingerprint`.
+    """
+    try:
+        config = model.get_config()
+    except NotImplementedError:  # a subclassed model without get_config: its class and layer list
+        config = {"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                  "layers": [(type(lyr).__qualname__, lyr.get_config()) for lyr in model.layers]}
+    text = json.dumps(config, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_fingerprint(model) -> str:
+    """Hash of everything about a Keras model that a result can depend on: architecture and weights."""
+    return key("model", type(model).__qualname__, architecture_fingerprint(model), weights_fingerprint(model))
+
+
 def path(namespace: str, k: str) -> Path:
     """File of entry `k` in `namespace`."""
     if not _NAMESPACE.match(namespace) or not re.fullmatch(r"[0-9a-f]{16,128}", k):
@@ -93,13 +117,35 @@ def path(namespace: str, k: str) -> Path:
     return config.cache_dir() / namespace / f"{k}.npz"
 
 
-def load(namespace: str, k: str) -> dict[str, np.ndarray] | None:
-    """The arrays stored under `k`, or None when there is no entry."""
+def discard(file: Path, why: str) -> None:
+    """Warn that a cache entry is unusable (naming the file) and delete it, so it is recomputed."""
+    warnings.warn(f"cache entry {file} is unusable ({why}); recomputing it", RuntimeWarning, stacklevel=3)
+    try:
+        file.unlink()
+    except OSError:
+        pass
+
+
+def load(namespace: str, k: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """The arrays stored under `k`, or None when there is no entry.
+
+    A corrupted entry (truncated, empty, unreadable, or without one of the `required` arrays) is
+    reported with a warning naming the file, deleted and treated as absent, so it is recomputed.
+    """
     p = path(namespace, k)
     if not p.exists():
         return None
-    with np.load(p, allow_pickle=False) as z:
-        return {name: z[name] for name in z.files}
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        discard(p, f"{type(e).__name__}: {e}")
+        return None
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        discard(p, f"missing arrays {missing}")
+        return None
+    return arrays
 
 
 def save(namespace: str, k: str, arrays: dict[str, np.ndarray]) -> Path:

@@ -65,6 +65,14 @@ ELEMENT_BUDGET = 1 << 25
 #: float32 elements per tensor of closed-form head rows (16 MiB: small batches stay in cache; measured
 #: 2x faster than 128 MiB on MobileNetV2)
 HEAD_BUDGET = 1 << 22
+#: The canonical layout. TensorFlow picks a different float32 kernel for a different batch shape, and a
+#: probability saturated near 1.0 turns those last-bit differences into different zero sets. So every
+#: compiled call sees a fixed number of images, whatever the caller's `batch_size` and whichever other
+#: images share the call (short batches are padded): the network up to the CI layer always runs on
+#: MICRO_BATCH images, the closed-form head on a fixed divisor of it, the naive reference on NAIVE_BATCH.
+#: An image's CI vector is then bit-identical however it was batched (tested on the zoo models).
+MICRO_BATCH = 16
+NAIVE_BATCH = 4
 
 _IDENTITY = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
              L.GaussianDropout, L.AlphaDropout, L.Identity, L.ActivityRegularization)
@@ -461,15 +469,13 @@ class _Engine:
 
     def _closed(self, definition):
         p, cf = self.p, self.p.closed
-        up = _ancestors(p.nodes, [p.A])
         dense = cf["dense"].operation
         tail = _ancestors(cf["tail"], _targets(p))
         special = {k: f for k, f in _special(p).items() if k != id(cf["dense"])}
 
-        def run(images, target, w):
-            # w: the Dense kernel as (K, P, U), see kernel_by_channel
-            B = tf.shape(images)[0]
-            A = _execute(up, {id(p.fmodel.inputs[0]): images})[id(p.A)]
+        def run(A, target, w):
+            # A: the layer's output (B, H, W, K) from the stage-1 function; w: the Dense kernel as (K, P, U)
+            B = tf.shape(A)[0]
             # the per-channel layers on A and on an all-zero map, in one batch: f(a) and f(0)
             ext = tf.concat([A, tf.zeros_like(A[:1])], axis=0)
             v_ext = _execute(cf["chain"], {id(p.A): ext})[id(cf["v"])]
@@ -523,51 +529,77 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)], axis=0)
 
 
-def _closed_batch(p: _Plan, batch_size: int) -> int:
-    """Images per closed-form call: the head's rows within HEAD_BUDGET, but at least P/4 images when
-    the by-channel kernel is large (VGG16 at 224: P = 49), so that reading it is amortised."""
+def _step(batch_size: int, micro: int) -> int:
+    """Images per step of the outer loop: `batch_size` rounded up to whole micro-batches."""
+    return -(-batch_size // micro) * micro
+
+
+def _micro(images, micro: int):
+    """(start, count, padded tf constant) for each fixed-size micro-batch of `images`."""
+    for s in range(0, len(images), micro):
+        n = min(micro, len(images) - s)
+        yield s, n, tf.constant(_pad(np.asarray(images[s:s + n], np.float32), micro))
+
+
+def _closed_batch(p: _Plan) -> int:
+    """Images per closed-form head call: the largest power of two dividing MICRO_BATCH whose head rows
+    fit HEAD_BUDGET, but at least P/4 images when the by-channel kernel is large (VGG16 at 224:
+    P = 49), so that reading it is amortised. Fixed by the plan alone (the canonical layout)."""
     widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed["dense"], *p.closed["tail"]])
     cap = max(HEAD_BUDGET // ((p.K + 1) * widest), -(-p.closed["P"] // 4))
-    return max(1, min(batch_size, cap))
+    b = MICRO_BATCH
+    while b > 1 and b > cap:
+        b //= 2
+    return b
 
 
-def images_per_call(model, layer=None, *, batch_size: int = 32, outputs: str = "probabilities") -> int:
-    """Images per compiled call of `counterfactual_information` (method="auto"): `batch_size`, capped
-    on the closed-form paths so that the head's (K+1) x batch rows stay within HEAD_BUDGET."""
+def images_per_call(model, layer=None, *, outputs: str = "probabilities") -> int:
+    """Images per compiled head call of `counterfactual_information` (method="auto"): MICRO_BATCH, or on
+    the closed-form paths a divisor of it that keeps the head's (K+1) x images rows within HEAD_BUDGET.
+    Fixed by (model, layer) alone: the caller's `batch_size` never changes the layout."""
     p = _engine(model, default_layer(model) if layer is None else layer, outputs).p
-    return _closed_batch(p, batch_size) if p.closed else max(1, batch_size)
+    return _closed_batch(p) if p.closed else MICRO_BATCH
 
 
-def _run_closed(eng, definition, images, target, batch_size, progress):
-    p = eng.p
-    B = min(len(images), _closed_batch(p, batch_size))
-    fn, out, w = eng.fn("closed", definition), [], eng.kernel_by_channel()
-    for s in _batches(len(images), B, progress, "CI (closed form)"):
-        n = min(B, len(images) - s)
-        res = fn(tf.constant(_pad(images[s:s + n], B)), tf.constant(_pad(target[s:s + n], B)), w)
-        out.append([r.numpy()[:n] for r in res])
+def _trunk(eng, images):
+    """The stage-1 values ([A, *frontier] as numpy) of `images`, MICRO_BATCH images per call."""
+    stage1, out = eng.fn("stage1", None), []
+    for _, n, x in _micro(images, MICRO_BATCH):
+        out.append([a.numpy()[:n] for a in stage1(x)])
     return [np.concatenate(parts) for parts in zip(*out)]
 
 
-def _run_generic(eng, definition, images, target, batch_size, progress):
+def _run_closed(eng, definition, images, target, step, progress):
     p = eng.p
-    stage1, fn = eng.fn("stage1", None), eng.fn("generic", definition)
+    B = _closed_batch(p)
+    fn, out, w = eng.fn("closed", definition), [], eng.kernel_by_channel()
+    for s in _batches(len(images), step, progress, "CI (closed form)"):
+        A = _trunk(eng, images[s:s + step])[0]
+        t = target[s:s + step]
+        for i in range(0, len(A), B):
+            n = min(B, len(A) - i)
+            res = fn(tf.constant(_pad(A[i:i + n], B)), tf.constant(_pad(t[i:i + n], B)), w)
+            out.append([r.numpy()[:n] for r in res])
+    return [np.concatenate(parts) for parts in zip(*out)]
+
+
+def _run_generic(eng, definition, images, target, step, progress):
+    p = eng.p
+    fn = eng.fn("generic", definition)
     per_row = int(np.prod(p.A.shape[1:]))
     rows = max(2, ELEMENT_BUDGET // per_row)            # ablated copies per call, reference included
-    B = max(1, min(batch_size, len(images)))
     out = []
-    for s in _batches(len(images), B, progress, "CI (generic)"):
-        n = min(B, len(images) - s)
-        acts = [a.numpy()[:n] for a in stage1(tf.constant(_pad(images[s:s + n], B)))]
-        out.append(_generic_chunks(fn, p.K, acts, target[s:s + n], rows))
+    for s in _batches(len(images), step, progress, "CI (generic)"):
+        acts = _trunk(eng, images[s:s + step])
+        out.append(_generic_chunks(fn, p.K, acts, target[s:s + step], rows))
     return [np.concatenate(parts) for parts in zip(*out)]
 
 
 def _generic_chunks(fn, K, acts, target, rows):
     """Call the generic function on chunks of (image, removed filter) rows, each with its reference row."""
     n = len(target)
-    if K + 1 <= rows:                                   # whole images per call
-        G = min(n, rows // (K + 1))
+    if K + 1 <= rows:                                   # whole images per call, a fixed number
+        G = min(MICRO_BATCH, rows // (K + 1))
         kidx = np.tile(np.arange(K + 1, dtype=np.int32), (G, 1))
         res = []
         for s in range(0, n, G):
@@ -627,96 +659,157 @@ def _naive_model(p: _Plan):
     return keras.Model(clone.inputs, [o for o in outs if o is not None]), mask
 
 
-def _run_naive(eng, definition, images, target, filters, batch_size, progress):
+def _run_naive(eng, definition, images, target, filters, step, progress):
     p = eng.p
     if "naive" not in eng._fns:
         m, mask = _naive_model(p)
         eng._fns["naive"] = (tf.function(lambda x: m(x, training=False), autograph=False), mask)
     f, mask = eng._fns["naive"]
-    B = max(1, min(batch_size, len(images)))
-    out = []
-    for s in _batches(len(images), B, progress, "CI (naive)"):
-        n = min(B, len(images) - s)
-        x = tf.constant(_pad(images[s:s + n], B))
-        rows = []
-        for k in [*filters, None]:                      # the unablated pass last, same arithmetic
-            mask.mask.assign(np.where(np.arange(p.K) == k, 0.0, 1.0).astype(np.float32))
-            rows.append(f(x))
-        mask.mask.assign(np.ones(p.K, np.float32))
-        if p.outputs == "logits":
-            probs, logits = None, tf.stack([r[0] for r in rows])
-        else:
-            probs = tf.stack([r[0] for r in rows])
-            logits = tf.stack([r[1] for r in rows]) if len(rows[0]) > 1 else None
-        if logits is not None:
-            probs = None
-        none = tf.zeros((len(filters), B), tf.bool)    # separate passes of one shape: no batch effects
-        res = _finish(definition, probs, logits, tf.constant(_pad(target[s:s + n], B)), none, True)
-        out.append([r.numpy()[:n] for r in res])
+    B, out = NAIVE_BATCH, []
+    for s0 in _batches(len(images), step, progress, "CI (naive)"):
+        for s, n, x in _micro(images[s0:s0 + step], B):
+            rows = []
+            for k in [*filters, None]:                  # the unablated pass last, same arithmetic
+                mask.mask.assign(np.where(np.arange(p.K) == k, 0.0, 1.0).astype(np.float32))
+                rows.append(f(x))
+            mask.mask.assign(np.ones(p.K, np.float32))
+            if p.outputs == "logits":
+                probs, logits = None, tf.stack([r[0] for r in rows])
+            else:
+                probs = tf.stack([r[0] for r in rows])
+                logits = tf.stack([r[1] for r in rows]) if len(rows[0]) > 1 else None
+            if logits is not None:
+                probs = None
+            none = tf.zeros((len(filters), B), tf.bool)  # separate passes of one shape: no batch effects
+            t = tf.constant(_pad(target[s0 + s:s0 + s + n], B))
+            res = _finish(definition, probs, logits, t, none, True)
+            out.append([r.numpy()[:n] for r in res])
     return [np.concatenate(parts) for parts in zip(*out)]
 
 
 # ------------------------------------------------------------------------------------------ API
-def _check(model, images, layer, target, definition, outputs, method):
+def check_batch_size(batch_size, name: str = "batch_size") -> int:
+    """`batch_size` as a positive int, or a ValueError naming it and the bad value."""
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{name}={batch_size!r}; expected a positive integer")
+    return int(batch_size)
+
+
+def _check_images(images, model_name: str, want: tuple) -> np.ndarray:
+    arr = np.asarray(images)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"images have dtype {arr.dtype}; expected float model inputs (already preprocessed, e.g. "
+                         f"zoo_model.preprocess(uint8_images)): CI of raw pixels would be garbage")
+    if arr.ndim != len(want) + 1 or any(w is not None and w != d for w, d in zip(want, arr.shape[1:])):
+        raise ValueError(f"images have shape {arr.shape}; model {model_name!r} expects (N, {', '.join(map(str, want))})")
+    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+    if bad.any():
+        raise ValueError(f"images contain NaN or Inf (image indices {np.flatnonzero(bad)[:5].tolist()}); "
+                         "expected finite model inputs")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_target(target, n: int, C: int) -> np.ndarray:
+    if target is None:
+        return np.full(n, -1, np.int32)
+    t = np.asarray(target)
+    if t.dtype == bool or not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"target={target!r}; expected integer class indices in [0, {C}) (an int or {n} ints)")
+    if t.ndim > 1 or (t.ndim == 1 and len(t) != n):
+        raise ValueError(f"target has shape {t.shape}; expected one class index or {n} of them (one per image)")
+    out = np.broadcast_to(t, (n,)).astype(np.int64)
+    wrong = (out < 0) | (out >= C)
+    if wrong.any():
+        raise ValueError(f"target must be class indices in [0, {C}), got {out[wrong][:5].tolist()}")
+    return out.astype(np.int32)
+
+
+def _check_probability_output(eng, model, images: np.ndarray, outputs: str) -> None:
+    """A model whose output is not a recognised softmax: refuse it unless its rows are probabilities."""
+    p = eng.p
+    if outputs == "logits":
+        op = _producer(p.nodes, p.output).operation
+        if _is_softmax(op) or (isinstance(op, L.Dense) and _act_name(op.activation) == "softmax"):
+            raise ValueError(f"outputs='logits', but model {model.name!r} ends in a softmax (layer {op.name!r}); "
+                             "expected outputs='probabilities' (the softmax would be applied twice)")
+        return
+    if p.logits[0] is not None or not len(images):
+        return
+    probs = _batched(_forward(model, outputs, False), images[:MICRO_BATCH], MICRO_BATCH)[0]
+    sums = probs.sum(axis=1)
+    if probs.min() < -1e-6 or probs.max() > 1 + 1e-6 or np.abs(sums - 1).max() > 1e-3:
+        raise ValueError(f"outputs='probabilities', but the output of model {model.name!r} is not a probability "
+                         f"vector (row sums {sums[:3].round(4).tolist()}, values in [{probs.min():.3g}, "
+                         f"{probs.max():.3g}]); pass outputs='logits' for a model that outputs logits")
+
+
+def _check(model, images, layer, target, definition, outputs, method, batch_size):
     if definition not in DEFINITIONS:
         raise ValueError(f"definition={definition!r}; expected one of {DEFINITIONS}")
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs={outputs!r}; expected one of {OUTPUTS}")
     if method not in METHODS:
         raise ValueError(f"method={method!r}; expected one of {METHODS}")
+    check_batch_size(batch_size)
     layer = default_layer(model) if layer is None else layer
     eng = _engine(model, layer, outputs)
     if definition in ("logit", "log_probability") and eng.p.logits[0] is None:
         raise ValueError(f"definition={definition!r} needs the logits, but the output of model {model.name!r} "
                          "is not a softmax (layer or Dense activation) whose input could be read; "
                          "pass outputs='logits' if the model outputs logits")
-    images = np.asarray(images, dtype=np.float32)
-    want = tuple(eng.p.fmodel.inputs[0].shape[1:])
-    if images.ndim != len(want) + 1 or any(w is not None and w != d for w, d in zip(want, images.shape[1:])):
-        raise ValueError(f"images have shape {images.shape}; model {model.name!r} expects (N, {want})")
-    n, C = len(images), int(eng.p.output.shape[-1])
-    target = np.full(n, -1, np.int32) if target is None else np.broadcast_to(
-        np.asarray(target, np.int32), (n,)).copy()
-    if np.any((target < -1) | (target >= C)):
-        raise ValueError(f"target must be class indices in [0, {C}), got {target[(target < -1) | (target >= C)][:5]}")
-    return eng, np.ascontiguousarray(images), target
+    images = _check_images(images, model.name, tuple(eng.p.fmodel.inputs[0].shape[1:]))
+    target = _check_target(target, len(images), int(eng.p.output.shape[-1]))
+    _check_probability_output(eng, model, images, outputs)
+    return eng, images, target
+
+
+def layout_key() -> tuple:
+    """Everything about the canonical layout that can change a CI bit (part of every cache key)."""
+    return ("layout", MICRO_BATCH, NAIVE_BATCH, ELEMENT_BUDGET, HEAD_BUDGET)
 
 
 def counterfactual_information(model, images, layer=None, *, target=None, definition: str = "probability",
                                outputs: str = "probabilities", method: str = "auto", batch_size: int = 32,
                                cache: bool = False, progress: bool | None = None) -> CIResult:
-    """CI of every filter of `layer` for each of `images` (already-preprocessed model inputs).
+    """CI of every filter of `layer` for each of `images` (already-preprocessed float model inputs).
 
     layer: name or Layer with an (H, W, K) output; None = `default_layer(model)`.
     target: class (int or (N,) ints) whose CI is computed; None = the predicted class.
     definition: one of DEFINITIONS (module docstring); outputs: "probabilities" (the model ends in a
     softmax) or "logits" (it outputs logits). method: "auto" (closed form where the graph allows it,
     else generic), "generic", or "naive" (the reference: one full forward pass per filter).
-    cache: reuse CI vectors stored under `config.cache_dir()/ci`, keyed by the weights, the layer, the
-    input bytes, the target, the definition, outputs, method, the batch sizes and the library version
-    (`cache.py`): a hit is bit-identical to recomputing. Off by default; notebooks turn it on.
+    batch_size: images per step of the loop (progress bar and memory); it never changes a result: every
+    compiled call runs the canonical layout (MICRO_BATCH), so an image's CI vector is bit-identical
+    whatever the batch size and whichever images share the call.
+    cache: reuse CI vectors stored under `config.cache_dir()/ci`, keyed by the model (architecture and
+    weights), the layer, the input bytes, the target, the definition, outputs, method, the layout and the
+    library version (`cache.py`): a hit is bit-identical to recomputing. Off by default; notebooks turn it on.
     progress: a progress bar over batches (None: only for runs longer than 2 s).
+    An empty batch gives an empty result of the right shape.
     """
-    eng, images, target = _check(model, images, layer, target, definition, outputs, method)
+    eng, images, target = _check(model, images, layer, target, definition, outputs, method, batch_size)
     p = eng.p
     path = "naive" if method == "naive" else (
         _closed_path(p) if method == "auto" and p.closed else "generic")
+    if not len(images):
+        return _empty(p, definition, path)
     key = None
     if cache:
         from . import __version__, cache as ccache
-        # batch sizes change the last bits (a row's rounding depends on its batch): part of the key
-        key = ccache.key("ci", ccache.weights_fingerprint(model), p.layer.name, images, target, definition,
-                         outputs, method, batch_size, ELEMENT_BUDGET, HEAD_BUDGET, __version__)
-        hit = ccache.load("ci", key)
+        key = ccache.key("ci", ccache.model_fingerprint(model), p.layer.name, images, target, definition,
+                         outputs, method, layout_key(), __version__)
+        hit = ccache.load("ci", key, required=("ci", "predicted", "probability", "target", "path"))
         if hit is not None:
             return _result(hit["ci"], hit["predicted"], hit["probability"], hit["target"], definition,
                            p.layer.name, str(hit["path"]))
+    step = _step(batch_size, MICRO_BATCH)
     if path == "naive":
-        ci, pred, prob, c = _run_naive(eng, definition, images, target, list(range(p.K)), batch_size, progress)
+        ci, pred, prob, c = _run_naive(eng, definition, images, target, list(range(p.K)),
+                                       _step(batch_size, NAIVE_BATCH), progress)
     elif path == "generic":
-        ci, pred, prob, c = _run_generic(eng, definition, images, target, batch_size, progress)
+        ci, pred, prob, c = _run_generic(eng, definition, images, target, step, progress)
     else:
-        ci, pred, prob, c = _run_closed(eng, definition, images, target, batch_size, progress)
+        ci, pred, prob, c = _run_closed(eng, definition, images, target, step, progress)
     res = _result(ci, pred, prob, c, definition, p.layer.name, path)
     if key is not None:
         ccache.save("ci", key, {"ci": res.ci, "predicted": res.predicted, "probability": res.probability,
@@ -724,15 +817,24 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
     return res
 
 
+def _empty(p: _Plan, definition: str, path: str, filters=None) -> CIResult:
+    K = p.K if filters is None else len(filters)
+    e = np.zeros(0, np.int64)
+    return _result(np.zeros((0, K), np.float32), e, np.zeros(0, np.float32), e, definition, p.layer.name, path,
+                   filters)
+
+
 def reference_ablation(model, images, layer=None, *, filters=None, target=None, definition: str = "probability",
                        outputs: str = "probabilities", batch_size: int = 32, progress: bool | None = None
                        ) -> CIResult:
     """The reference: CI of `filters` (default all) by one full forward pass of a masked model per filter."""
-    eng, images, target = _check(model, images, layer, target, definition, outputs, "naive")
+    eng, images, target = _check(model, images, layer, target, definition, outputs, "naive", batch_size)
     ks = list(range(eng.p.K)) if filters is None else [int(k) for k in filters]
     if any(not 0 <= k < eng.p.K for k in ks):
         raise ValueError(f"filters must be in [0, {eng.p.K}), got {ks}")
-    ci, pred, prob, c = _run_naive(eng, definition, images, target, ks, batch_size, progress)
+    if not len(images):
+        return _empty(eng.p, definition, "naive", np.asarray(ks))
+    ci, pred, prob, c = _run_naive(eng, definition, images, target, ks, _step(batch_size, NAIVE_BATCH), progress)
     return _result(ci, pred, prob, c, definition, eng.p.layer.name, "naive", np.asarray(ks))
 
 
@@ -789,14 +891,13 @@ def _forward(model, outputs: str, with_logits: bool):
 
 
 def _batched(f, images, batch_size: int):
-    """Apply `f` to fixed-size batches of `images` (any sliceable array-like), concatenating outputs."""
-    n = len(images)
-    B = max(1, min(batch_size, n))
+    """Apply `f` to `images` (any sliceable array-like, read `batch_size` images at a time) in fixed
+    MICRO_BATCH-image calls (the canonical layout: the result never depends on `batch_size`)."""
     out = []
-    for s in range(0, n, B):
-        m = min(B, n - s)
-        r = f(tf.constant(_pad(np.asarray(images[s:s + m], np.float32), B)))
-        out.append([x.numpy()[:m] for x in tf.nest.flatten(r)])
+    step = _step(batch_size, MICRO_BATCH)
+    for s0 in range(0, len(images), step):
+        for _, n, x in _micro(np.asarray(images[s0:s0 + step], np.float32), MICRO_BATCH):
+            out.append([r.numpy()[:n] for r in tf.nest.flatten(f(x))])
     return [np.concatenate(parts) for parts in zip(*out)]
 
 
@@ -806,6 +907,7 @@ def predict_probabilities(model, images, *, outputs: str = "probabilities", batc
     With ``outputs="logits"`` the softmax of the model's output. `images` may be any sliceable
     array-like (e.g. a memory map): it is read batch by batch.
     """
+    check_batch_size(batch_size)
     if len(images) == 0:
         raise ValueError("no images")
     return _batched(_forward(model, outputs, False), images, batch_size)[0]
@@ -813,6 +915,7 @@ def predict_probabilities(model, images, *, outputs: str = "probabilities", batc
 
 def predict_with_logits(model, images, *, outputs: str = "probabilities", batch_size: int = 64):
     """(probabilities (N, C), logits (N, C) or None where the model's logits cannot be read)."""
+    check_batch_size(batch_size)
     if len(images) == 0:
         raise ValueError("no images")
     probs, logits = _batched(_forward(model, outputs, True), images, batch_size)

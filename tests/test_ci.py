@@ -337,12 +337,12 @@ def test_changed_weights_are_seen():
     assert np.abs(after.ci - ref.ci).max() <= TOL and np.abs(after.ci - before.ci).max() > 1e-3
 
 
-def test_images_per_call_caps_the_closed_form():
+def test_images_per_call_is_a_fixed_layout():
+    """The head's images per call depend on (model, layer) alone, divide MICRO_BATCH and fit HEAD_BUDGET."""
     model = _model("flatten_dense")
-    assert ci.images_per_call(model, batch_size=8) == 8
-    big = 10 ** 6
-    assert 1 <= ci.images_per_call(model, batch_size=big) < big
-    assert ci.images_per_call(_model("resnet_skip_source"), "stem_relu", batch_size=5) == 5
+    b = ci.images_per_call(model)
+    assert 1 <= b <= ci.MICRO_BATCH and ci.MICRO_BATCH % b == 0
+    assert ci.images_per_call(_model("resnet_skip_source"), "stem_relu") == ci.MICRO_BATCH
 
 
 @pytest.mark.slow
