@@ -702,7 +702,7 @@ def _check_images(images, model_name: str, want: tuple) -> np.ndarray:
                          f"zoo_model.preprocess(uint8_images)): CI of raw pixels would be garbage")
     if arr.ndim != len(want) + 1 or any(w is not None and w != d for w, d in zip(want, arr.shape[1:])):
         raise ValueError(f"images have shape {arr.shape}; model {model_name!r} expects (N, {', '.join(map(str, want))})")
-    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+    bad = ~np.isfinite(arr.reshape(len(arr), int(np.prod(arr.shape[1:])))).all(axis=1)
     if bad.any():
         raise ValueError(f"images contain NaN or Inf (image indices {np.flatnonzero(bad)[:5].tolist()}); "
                          "expected finite model inputs")

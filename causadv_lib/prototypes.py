@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,8 +142,10 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
 
     limit: search only `limit` images evenly spread over the pool (pools are class-ordered, so every
     class keeps candidates); None searches the whole pool. `index` and `ids` refer to the pool.
-    With `cache`, the result is stored under `config.cache_dir()/prototypes`, keyed by the model
-    weights, its CI layer, the preprocessed input bytes, their ids, the definition and the library version.
+    With `cache`, the result is stored under `config.cache_dir()/prototypes`, keyed by everything it
+    depends on: the model (architecture and weights), its CI layer, the preprocessed input bytes, their
+    ids, pool indices and labels, the class count, the definition, the CI layout and the library version.
+    A corrupted entry is reported with a warning, deleted and recomputed.
     """
     from . import __version__
     from . import cache as ccache
@@ -152,15 +155,22 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     images = np.concatenate([zoo_model.preprocess(pool.load(idx[i:i + batch_size]))
                              for i in range(0, len(idx), batch_size)])
     ids = [pool.ids[i] for i in idx]
+    labels = np.asarray(pool.labels, np.int64)[idx]
+    num_classes = len(pool.class_names)
     key = None
     if cache:
-        key = ccache.key("prototypes", ccache.weights_fingerprint(zoo_model.model), zoo_model.ci_layer, images,
-                         ids, definition, __version__)
+        key = ccache.key("prototypes", ccache.model_fingerprint(zoo_model.model), zoo_model.ci_layer, images, ids,
+                         labels, num_classes, idx, definition, _ci.layout_key(), __version__)
         path = ccache.path("prototypes", key)
-        if path.with_suffix(".json").exists() and path.with_suffix(".npz").exists():
-            return Prototypes.load(path)
-    found = select_prototypes(zoo_model.model, images, pool.labels[idx], ids, layer=zoo_model.ci_layer,
-                              definition=definition, num_classes=len(pool.class_names),
+        if path.with_suffix(".json").exists() or path.with_suffix(".npz").exists():
+            try:
+                return Prototypes.load(path)
+            except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+                for f in (path.with_suffix(".npz"), path.with_suffix(".json")):
+                    if f.exists():
+                        ccache.discard(f, f"{type(e).__name__}: {e}")
+    found = select_prototypes(zoo_model.model, images, labels, ids, layer=zoo_model.ci_layer,
+                              definition=definition, num_classes=num_classes,
                               batch_size=batch_size, progress=progress)
     found = dataclasses.replace(found, index=np.where(found.index >= 0, idx[np.maximum(found.index, 0)], -1))
     if key is not None:

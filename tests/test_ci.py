@@ -315,10 +315,16 @@ def test_cache_serves_identical_arrays(tmp_path, monkeypatch):
     a = ci.counterfactual_information(model, x, cache=True)
     files = list((tmp_path / "ci").glob("*.npz"))
     assert len(files) == 1
+    computed = []
+    monkeypatch.setattr(ci, "_run_closed", lambda *args, **kw: computed.append(1) or (_ for _ in ()).throw(
+        AssertionError("the cache did not hit: the CI was computed again")))
     b = ci.counterfactual_information(model, x, cache=True)
+    assert not computed
     np.testing.assert_array_equal(a.ci, b.ci)
     np.testing.assert_array_equal(a.predicted, b.predicted)
     assert b.path == a.path
+    monkeypatch.undo()
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
     ci.counterfactual_information(model, x, definition="logit", cache=True)
     assert len(list((tmp_path / "ci").glob("*.npz"))) == 2
 
