@@ -1,0 +1,469 @@
+"""L-infinity evasion attacks (FGSM, BIM, PGD; untargeted and targeted) through ART, on float pixels.
+
+    >>> from causadv_lib import attacks, zoo
+    >>> zm = zoo.get("vgg16_bn_cifar10")
+    >>> res = attacks.generate(zm, images_uint8, labels=y, attack="pgd", eps=8/255)
+    >>> res.adversarial        # (N, 32, 32, 3) float32 pixel values in [0, 255], never rounded
+    >>> res.success.mean()     # untargeted: prediction != label; targeted: prediction == target
+
+Units. Attacks work on pixel values in [0, 255] at the model's input size (``zoo_model.geometry``
+turns photographs into that); ``eps`` is a fraction of the pixel range, so ``eps=8/255`` allows 8
+grey levels per pixel. ART sees the pixels themselves (``clip_values=(0, 255)``, ART's eps =
+``255 * eps``); the model's normalisation (``zoo_model.normalize``, checked to be a per-pixel affine
+map and rebuilt in TensorFlow) sits inside the classifier, so gradients are taken in pixel space.
+Adversarial images come back as float32 pixels in the input's units, never rounded to uint8 or JPEG
+(the authors' JPEG round trip partly undid their attacks).
+
+Loss. ART's classifier is built on the *logits* (the input of the model's final softmax) with
+cross-entropy from logits: a softmax that saturates to p = 1.0 in float32 (common on the CIFAR
+model) would give a zero gradient through the probabilities, and the attack would silently do
+nothing. Its gradient is computed in a form that keeps its direction under saturation (see
+`CompiledGradientClassifier`).
+
+Settings (`SETTINGS`, one table; every value is recorded in the result and in the cache key):
+
+| attack | ART class | eps_step | iterations | random start |
+|---|---|---|---|---|
+| ``fgsm`` | `FastGradientMethod` | eps | 1 | no |
+| ``bim`` | `BasicIterativeMethod` | eps / 8 | 10 | no |
+| ``pgd`` | ART's TensorFlow-v2 `ProjectedGradientDescent` | eps / 4 | 10 | 1 (uniform in the eps-ball) |
+
+PGD with a random start is a different attack from BIM (the authors ran ART's PGD with its default
+``num_random_init=0``, which is BIM). For a TensorFlow-v2 classifier, ART's `ProjectedGradientDescent`
+and `BasicIterativeMethod` both delegate to ``ProjectedGradientDescentTensorFlowV2``; PGD here uses a
+subclass of it whose only change is where the random start comes from: ART draws it from the global
+``np.random`` per batch, this subclass from ``np.random.default_rng([seed, 1, image index])``, so the
+start of an image depends on (seed, its index) only, not on the batch size or on earlier calls.
+
+Labels. ``labels`` (true classes) are required: untargeted success means the adversarial prediction
+differs from the label; targeted attacks aim at ``target_classes(labels, K, seed)``, a class other
+than the label drawn per image by ``np.random.default_rng(seed)`` (deterministic). Attack
+correctly classified images (the evaluation samples are) to count flips of the prediction.
+
+Speed. ART's ``TensorFlowV2Classifier.loss_gradient`` runs eagerly; `CompiledGradientClassifier`
+computes the same gradient in a ``tf.function`` (``benchmarks/attack_speed.py`` measures both).
+
+Caching: results are stored with `causadv_lib.cache` (namespace ``attacks``) under a key of the
+model's weights and architecture, the normalisation, the images, labels, targets, every attack
+parameter, the batch size and the library and ART versions; a hit is bit-identical to recomputing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import weakref
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import __version__, config
+from . import cache as ccache
+
+__all__ = ["SETTINGS", "ATTACKS", "AttackResult", "generate", "target_classes", "art_classifier",
+           "CompiledGradientClassifier", "attack_parameters"]
+
+#: attack -> (eps_step as a fraction of eps, iterations, random starts). The one place for these values.
+SETTINGS: dict[str, dict] = {
+    "fgsm": {"eps_step_fraction": 1.0, "max_iter": 1, "num_random_init": 0},
+    "bim": {"eps_step_fraction": 1 / 8, "max_iter": 10, "num_random_init": 0},
+    "pgd": {"eps_step_fraction": 1 / 4, "max_iter": 10, "num_random_init": 1},
+}
+ATTACKS = tuple(SETTINGS)
+PIXEL_MAX = 255.0
+#: bumped whenever the computation changes in a way the cache key cannot see
+_IMPL_VERSION = 1
+_PGD_STREAM = 1  # random-start stream: default_rng([seed, _PGD_STREAM, draw, image index])
+
+
+@dataclass(frozen=True, eq=False)
+class AttackResult:
+    """Adversarial pixels and outcome of one attack run; eps and eps_step are fractions of the pixel range."""
+
+    adversarial: np.ndarray   # (N, H, W, 3) float32 pixel values in [0, 255]
+    success: np.ndarray       # (N,) bool: untargeted predicted != labels; targeted predicted == targets
+    predicted: np.ndarray     # (N,) int64, the model's prediction on `adversarial`
+    targets: np.ndarray       # (N,) int64, the target class (targeted) or -1 (untargeted)
+    labels: np.ndarray        # (N,) int64, the true classes given
+    attack: str
+    eps: float
+    eps_step: float
+    max_iter: int
+    num_random_init: int
+    targeted: bool
+    seed: int
+    model: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of successful attacks (nan for an empty result)."""
+        return float(self.success.mean()) if len(self.success) else float("nan")
+
+    @property
+    def params(self) -> dict:
+        """Every attack parameter, for reports (eps and eps_step as fractions of the pixel range)."""
+        keep = ("attack", "eps", "eps_step", "max_iter", "num_random_init", "targeted", "seed", "model")
+        return {k: v for k, v in asdict(self).items() if k in keep} | {"norm": "inf"}
+
+
+def attack_parameters(attack: str, eps: float) -> dict:
+    """eps_step, max_iter and num_random_init of `attack` at `eps` (eps_step a fraction of the pixel range)."""
+    s = SETTINGS[_check_attack(attack)]
+    return {"eps_step": float(eps) * s["eps_step_fraction"], "max_iter": s["max_iter"],
+            "num_random_init": s["num_random_init"]}
+
+
+# ------------------------------------------------------------------------------------ validation
+def _check_attack(attack) -> str:
+    if not isinstance(attack, str) or attack.lower() not in SETTINGS:
+        raise ValueError(f"unknown attack {attack!r}; expected one of {', '.join(ATTACKS)}")
+    return attack.lower()
+
+
+def _check_eps(eps) -> float:
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise ValueError(f"eps must be a number in (0, 1] (a fraction of the pixel range, e.g. 8/255), got {eps!r}")
+    eps = float(eps)
+    if not (math.isfinite(eps) and 0.0 < eps <= 1.0):
+        hint = f" (did you mean eps={eps:g}/255?)" if math.isfinite(eps) and 1.0 < eps <= 255.0 else ""
+        raise ValueError(f"eps={eps!r} is outside (0, 1]; eps is a fraction of the pixel range, "
+                         f"e.g. 8/255 for 8 grey levels{hint}")
+    return eps
+
+
+def _check_images(images, shape: tuple, name: str) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise ValueError(f"{name}: expected images as a numpy array (N, {', '.join(map(str, shape))}), "
+                         f"got {type(images).__name__}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name}: expected images of shape (N, {', '.join(map(str, shape))}) at the model's input "
+                         f"size, got {images.shape}; resize/crop photographs with zoo_model.geometry first")
+    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"{name}: expected uint8 or float pixel values in [0, 255], got dtype {images.dtype}")
+    x = images.astype(np.float32)
+    if images.dtype != np.uint8 and x.size:
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name}: images contain {int((~np.isfinite(x)).sum())} NaN or infinite values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > PIXEL_MAX:
+            raise ValueError(f"{name}: float pixel values must lie in [0, 255], got [{lo:g}, {hi:g}]"
+                             + ("; scale [0, 1] images by 255" if hi <= 1.0 else ""))
+    return x
+
+
+def _check_labels(labels, n: int, num_classes: int, name: str) -> np.ndarray:
+    if labels is None:
+        raise ValueError(f"{name}: labels (the true class of each image, shape ({n},)) are required")
+    y = np.asarray(labels)
+    if (y.dtype == bool or not np.issubdtype(y.dtype, np.integer)) and y.size:  # [] is float64: allowed when empty
+        raise ValueError(f"{name}: labels must be integer class indices, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"{name}: expected {n} labels of shape ({n},), got shape {y.shape}")
+    y = y.astype(np.int64)
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        raise ValueError(f"{name}: labels must lie in 0..{num_classes - 1}; got {y[bad][:5].tolist()} "
+                         f"(at positions {np.flatnonzero(bad)[:5].tolist()})")
+    return y
+
+
+def _check_int(value, what: str, low: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def target_classes(labels, num_classes: int, seed: int = config.SEED) -> np.ndarray:
+    """Target class of each image: uniform over the classes other than its label, seeded by `seed`.
+
+    ``(labels + r) % num_classes`` with ``r`` drawn from 1..num_classes-1 by ``np.random.default_rng(seed)``
+    in image order, so a prefix of the images keeps its targets.
+    """
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if num_classes < 2:
+        raise ValueError(f"targeted attacks need at least 2 classes, got {num_classes}")
+    r = np.random.default_rng(_check_int(seed, "seed", 0)).integers(1, num_classes, size=len(y))
+    return (y + r) % num_classes
+
+
+# --------------------------------------------------------------------------- model in pixel space
+def _final_softmax(model):
+    from .zoo import _is_softmax, _producer
+
+    last = _producer(model, model.outputs[0])
+    if last is None or not _is_softmax(last):
+        raise ValueError(f"{model.name}: attacks need a model ending in a Softmax layer (its input are the "
+                         f"logits), got {type(last).__name__}; see zoo.custom / zoo.split_softmax")
+    return last
+
+
+def _affine_normalize(zm) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) with ``normalize(x) == x @ A + b`` per pixel (A: 3 x C), checked on a random image."""
+    if zm.normalize is None:
+        raise ValueError(f"zoo model {zm.name!r} has no `normalize` (float pixels in [0, 255] -> model inputs), "
+                         "which attacks need; pass normalize= to zoo.custom")
+    shape = tuple(zm.input_shape)
+    probe = np.zeros((5, *shape), np.float32)
+    for c in range(3):
+        probe[1 + c, ..., c] = 100.0
+    probe[4] = np.random.default_rng(0).uniform(0, PIXEL_MAX, shape).astype(np.float32)
+    out = np.asarray(zm.normalize(probe), dtype=np.float64)
+    if out.shape[:3] != (5, *shape[:2]):
+        raise ValueError(f"{zm.name}: normalize changed the image size: {probe.shape} -> {out.shape}")
+    b = out[0].reshape(-1, out.shape[-1])
+    A = np.stack([(out[1 + c] - out[0]).reshape(-1, out.shape[-1]) / 100.0 for c in range(3)], axis=1)  # (P, 3, C)
+    b0, A0 = b[0], A[0]
+    predicted = probe[4].reshape(-1, 3).astype(np.float64) @ A0 + b0
+    scale = 1.0 + np.abs(out[4]).max()
+    if (np.abs(b - b0).max() > 1e-5 * scale or np.abs(A - A0).max() > 1e-6 * scale
+            or np.abs(predicted - out[4].reshape(-1, out.shape[-1])).max() > 1e-4 * scale):
+        raise ValueError(f"{zm.name}: normalize is not the same affine map at every pixel; attacks rebuild it "
+                         "in TensorFlow and support only x -> x @ A + b per pixel (scaling, offsets, channel order)")
+    return A0.astype(np.float32), b0.astype(np.float32)
+
+
+class _PixelLogits:
+    """Callable for ART: float pixels in [0, 255] -> logits (the affine normalisation in TensorFlow)."""
+
+    def __init__(self, logits_model, A: np.ndarray, b: np.ndarray):
+        import tensorflow as tf
+
+        self.logits_model = logits_model
+        self.A = tf.constant(A)
+        self.b = tf.constant(b)
+
+    def __call__(self, x, training: bool = False):
+        import tensorflow as tf
+
+        inputs = tf.einsum("nhwc,cd->nhwd", tf.cast(x, tf.float32), self.A) + self.b
+        return self.logits_model(inputs, training=training)
+
+
+def _classifier_base():
+    import warnings
+
+    with warnings.catch_warnings():  # ART's certification package warns that PyTorch is absent
+        warnings.filterwarnings("ignore", message="PyTorch not found")
+        from art.estimators.classification import TensorFlowV2Classifier
+    return TensorFlowV2Classifier
+
+
+class CompiledGradientClassifier(_classifier_base()):
+    """ART's ``TensorFlowV2Classifier`` whose ``loss_gradient`` runs as one compiled ``tf.function``.
+
+    ``loss_gradient(x, y)`` is the gradient of each image's cross-entropy from logits, divided by
+    ``1 - p_y`` (a positive factor per image, which sign-based and per-image-normalised attacks do not
+    see; ART's default mean over the batch is another such factor). Computed as the back-propagation
+    of ``softmax over the classes other than y - onehot(y)`` from the logits, it keeps its direction
+    when the softmax saturates: the plain ``softmax - onehot`` loses the label's term once p_y rounds
+    to 1.0 in float32 (logit lead above ~17), and underflows to zero once the other probabilities do
+    (lead above ~100), while this form does neither. Each image's gradient is independent of the
+    rest of its batch. ``training_mode=True`` falls back to ART's eager code (the plain gradient).
+    """
+
+    def __init__(self, model, nb_classes: int, input_shape: tuple, clip_values=(0.0, PIXEL_MAX)):
+        import keras
+        import tensorflow as tf
+
+        super().__init__(model=model, nb_classes=nb_classes, input_shape=tuple(input_shape),
+                         loss_object=keras.losses.CategoricalCrossentropy(from_logits=True, reduction="sum"),
+                         clip_values=clip_values, preprocessing=None)
+
+        @tf.function(reduce_retracing=True)
+        def gradient(x, y):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                logits = model(x, training=False)
+            others = tf.nn.softmax(tf.where(y > 0, tf.constant(-np.inf, logits.dtype), logits), axis=-1)
+            return tape.gradient(logits, x, output_gradients=tf.stop_gradient(others - y))
+
+        self._compiled_gradient = gradient
+
+    def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):
+        import tensorflow as tf
+
+        if training_mode:
+            return super().loss_gradient(x, y, training_mode=True, **kwargs)
+        g = self._compiled_gradient(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.float32))
+        return g.numpy() if isinstance(x, np.ndarray) else g
+
+
+_CLASSIFIERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def art_classifier(zoo_model, compiled: bool = True):
+    """ART classifier of a zoo model on float pixels in [0, 255] -> logits (built once per model).
+
+    ``compiled=False`` gives ART's plain ``TensorFlowV2Classifier`` (eager gradient, mean loss) on the
+    same pixel-space logits network, as the benchmark's baseline.
+    """
+    import keras
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    from . import zoo
+
+    zm = zoo.resolve(zoo_model)
+    A, b = _affine_normalize(zm)
+    entry = _CLASSIFIERS.get(zm.model)
+    if entry is None or not (np.array_equal(entry["A"], A) and np.array_equal(entry["b"], b)):
+        logits_model = keras.Model(zm.model.inputs, _final_softmax(zm.model).input, name=f"{zm.model.name}_logits")
+        entry = {"A": A, "b": b, "net": _PixelLogits(logits_model, A, b)}
+        _CLASSIFIERS[zm.model] = entry
+    kind = "compiled" if compiled else "plain"
+    if kind not in entry:
+        if compiled:
+            entry[kind] = CompiledGradientClassifier(entry["net"], zm.num_classes, zm.input_shape)
+        else:
+            entry[kind] = TensorFlowV2Classifier(
+                entry["net"], nb_classes=zm.num_classes, input_shape=tuple(zm.input_shape),
+                loss_object=keras.losses.CategoricalCrossentropy(from_logits=True), clip_values=(0.0, PIXEL_MAX))
+    return entry[kind]
+
+
+# ------------------------------------------------------------------------------------- ART attacks
+def _seeded_pgd_class():
+    import tensorflow as tf
+    from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_tensorflow_v2 import (
+        ProjectedGradientDescentTensorFlowV2,
+    )
+
+    class SeededPGD(ProjectedGradientDescentTensorFlowV2):
+        """ART's TF-v2 PGD; the random start of image i is drawn from default_rng([seed, 1, draw, offset + i])."""
+
+        def __init__(self, *args, seed: int, offset: int = 0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.seed, self.offset, self._draw = seed, offset, 0
+
+        def _compute_tf(self, x, x_init, y, mask, eps, eps_step, momentum, random_init):
+            if random_init:
+                first = self.offset + self._batch_id * self.batch_size
+                noise = np.stack([np.random.default_rng([self.seed, _PGD_STREAM, self._draw, first + i])
+                                  .uniform(-eps, eps, tuple(x.shape[1:])) for i in range(int(x.shape[0]))])
+                self._draw += 1
+                noise = tf.convert_to_tensor(noise.astype(np.float32))
+                if mask is not None:
+                    noise = noise * mask
+                x = tf.clip_by_value(x + noise, *self.estimator.clip_values)
+            return super()._compute_tf(x, x_init, y, mask, eps, eps_step, momentum, False)
+
+        def generate(self, x, y=None, **kwargs):
+            self._draw = 0
+            return super().generate(x, y, **kwargs)
+
+    return SeededPGD
+
+
+def art_attack(classifier, attack: str, eps: float, targeted: bool, batch_size: int, seed: int = 0,
+               offset: int = 0, seeded: bool = True):
+    """The ART attack object for `attack` at `eps` (a fraction of the pixel range) with `SETTINGS`.
+
+    ``seeded=False`` gives ART's own ``ProjectedGradientDescent`` for PGD (random start from the global
+    ``np.random``), as the benchmark's baseline.
+    """
+    from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
+
+    attack = _check_attack(attack)
+    p = attack_parameters(attack, eps)
+    e, step = eps * PIXEL_MAX, p["eps_step"] * PIXEL_MAX
+    if attack == "fgsm":
+        return FastGradientMethod(classifier, norm=np.inf, eps=e, eps_step=e, targeted=targeted, num_random_init=0,
+                                  batch_size=batch_size, minimal=False)
+    if attack == "bim":
+        return BasicIterativeMethod(classifier, eps=e, eps_step=step, max_iter=p["max_iter"], targeted=targeted,
+                                    batch_size=batch_size, verbose=False)
+    kw = dict(norm=np.inf, eps=e, eps_step=step, max_iter=p["max_iter"], targeted=targeted,
+              num_random_init=p["num_random_init"], batch_size=batch_size, verbose=False)
+    if not seeded:
+        return ProjectedGradientDescent(classifier, **kw)
+    return _seeded_pgd_class()(classifier, seed=seed, offset=offset, **kw)
+
+
+# ------------------------------------------------------------------------------------------ generate
+def _model_key(zm, A, b) -> list:
+    model = zm.model
+    fingerprint = (ccache.model_fingerprint(model) if hasattr(ccache, "model_fingerprint")
+                   else [ccache.weights_fingerprint(model), json.dumps(model.get_config(), sort_keys=True, default=str)])
+    return [fingerprint, A, b]
+
+
+def _batches(n: int, size: int, progress, desc: str):
+    """Batch starts, with a progress bar (progress=None: shown only once a run has taken 2 s)."""
+    starts = range(0, n, size)
+    if progress is False or len(starts) < 2:
+        return starts
+    from tqdm.auto import tqdm
+    return tqdm(starts, desc=desc, unit="batch", delay=0 if progress else 2.0)
+
+
+def _run(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack: str, eps: float, targeted: bool,
+         seed: int, batch_size: int, progress) -> tuple[np.ndarray, np.ndarray]:
+    """(adversarial float32 pixels, predicted int64) of `x`, batch by batch."""
+    clf = art_classifier(zm)
+    goal = targets if targeted else labels
+    onehot = np.eye(zm.num_classes, dtype=np.float32)[goal]
+    adv = np.empty_like(x)
+    pred = np.empty(len(x), np.int64)
+    for s in _batches(len(x), batch_size, progress, f"{attack.upper()} {zm.name}"):
+        e = min(s + batch_size, len(x))
+        art = art_attack(clf, attack, eps, targeted, batch_size, seed=seed, offset=s)
+        a = np.asarray(art.generate(x[s:e], onehot[s:e]), dtype=np.float32)
+        # ART's projection and clipping work in float32; keep the promise exactly
+        a = np.clip(a, np.maximum(x[s:e] - np.float32(eps * PIXEL_MAX), 0.0),
+                    np.minimum(x[s:e] + np.float32(eps * PIXEL_MAX), PIXEL_MAX))
+        adv[s:e] = a
+        pred[s:e] = zm.predict_inputs(zm.normalize(a), batch_size=batch_size).argmax(axis=1)
+    return adv, pred
+
+
+def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps: float = 8 / 255,
+             targeted: bool = False, seed: int = config.SEED, batch_size: int = 32, cache: bool = True,
+             progress: bool | None = None) -> AttackResult:
+    """Adversarial examples of `images` against `zoo_model` (a zoo name or `zoo.ZooModel`).
+
+    images: (N, H, W, 3) uint8 or float pixel values in [0, 255] at the model's input size
+    (``zoo_model.input_shape``; use ``zoo_model.geometry`` on photographs). labels: (N,) true classes
+    (required). attack: ``fgsm``, ``bim`` or ``pgd`` (settings in `SETTINGS`). eps: L-infinity budget as
+    a fraction of the pixel range, in (0, 1]. targeted: aim at `target_classes` (seeded by `seed`);
+    seed also draws PGD's random start. cache: reuse/store the result on disk (`causadv_lib.cache`).
+    progress: a progress bar over batches (None: only for runs longer than 2 s).
+    """
+    from . import zoo
+
+    zm = zoo.resolve(zoo_model)
+    attack = _check_attack(attack)
+    eps = _check_eps(eps)
+    if not isinstance(targeted, (bool, np.bool_)):
+        raise ValueError(f"targeted must be True or False, got {targeted!r}")
+    targeted = bool(targeted)
+    seed = _check_int(seed, "seed", 0)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    x = _check_images(images, zm.input_shape, zm.name)
+    y = _check_labels(labels, len(x), zm.num_classes, zm.name)
+    A, b = _affine_normalize(zm)
+    targets = target_classes(y, zm.num_classes, seed) if targeted else np.full(len(y), -1, np.int64)
+    p = attack_parameters(attack, eps)
+    meta = dict(attack=attack, eps=eps, targeted=targeted, seed=seed, model=zm.name, **p)
+    if len(x) == 0:
+        return AttackResult(x.copy(), np.zeros(0, bool), np.zeros(0, np.int64), targets, y, **meta)
+
+    key = None
+    if cache:
+        import art
+
+        key = ccache.key("attacks", _model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"], p["max_iter"],
+                         p["num_random_init"], targeted, seed, "inf", batch_size, zm.input_shape,
+                         __version__, art.__version__, _IMPL_VERSION)
+        hit = ccache.load("attacks", key)
+        if hit is not None:
+            adv, pred = hit["adversarial"], hit["predicted"].astype(np.int64)
+            return AttackResult(adv, _success(pred, y, targets, targeted), pred, targets, y, **meta)
+    adv, pred = _run(zm, x, y, targets, attack, eps, targeted, seed, batch_size, progress)
+    if key is not None:
+        ccache.save("attacks", key, {"adversarial": adv, "predicted": pred})
+    return AttackResult(adv, _success(pred, y, targets, targeted), pred, targets, y, **meta)
+
+
+def _success(pred: np.ndarray, labels: np.ndarray, targets: np.ndarray, targeted: bool) -> np.ndarray:
+    return (pred == targets) if targeted else (pred != labels)
