@@ -77,6 +77,18 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+#: L-infinity attack budgets per dataset, as fractions of the pixel range; the first is the paper's
+#: (ImageNet 8/255, CIFAR-10 24/255), the others are added (8/255: the field's standard on CIFAR-10).
+ATTACK_EPS: dict[str, tuple[float, ...]] = {
+    "imagenet": (8 / 255,),
+    "cifar10": (24 / 255, 8 / 255),
+}
+#: The attacks of the paper's tables, in their row order (targeted first, then untargeted).
+ATTACKS: tuple[str, ...] = ("fgsm", "pgd", "bim")
+#: The default model of each dataset in the experiments (notebooks 02+ take them as papermill parameters).
+EXPERIMENT_MODELS: dict[str, str] = {"imagenet": "mobilenet_v2_imagenet", "cifar10": "vgg16_bn_cifar10"}
+
+
 def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]

@@ -52,3 +52,138 @@ def ci_bars(ax, ci: np.ndarray, *, title: str | None = None, sort: bool = False)
     counts = f"{int((ci > 0).sum())} causal, {int((ci == 0).sum())} zero, {int((ci < 0).sum())} negative"
     ax.set_title(f"{title}\n{counts}" if title else counts, fontsize=9)
     return ax
+
+
+def adversarial_examples(clean: np.ndarray, adversarial: Sequence[np.ndarray], titles: Sequence[str], *,
+                         eps: float, ok: Sequence[bool] | None = None, clean_title: str = "clean",
+                         suptitle: str | None = None, size: float = 1.9):
+    """Top row: the clean image, then each adversarial image; bottom row: each perturbation magnified.
+
+    Images are float or uint8 pixel values in [0, 255]. The perturbation ``adv - clean`` is shown as
+    ``0.5 + (adv - clean) / (2 * 255 * eps)``: mid-grey is no change, black/white the full budget.
+    `ok` (optional): per adversarial image, whether the attack succeeded (title green, else red).
+    """
+    n = len(adversarial)
+    fig, axes = plt.subplots(2, n + 1, figsize=((n + 1) * size, 2 * size + 1.0), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    as_img = lambda x: np.clip(np.asarray(x, np.float32) / 255.0, 0.0, 1.0)  # noqa: E731
+    interp = "nearest" if clean.shape[0] <= 64 else "antialiased"
+    axes[0, 0].imshow(as_img(clean), interpolation=interp)
+    axes[0, 0].set_title(clean_title, fontsize=7)
+    axes[1, 0].text(0.5, 0.5, f"perturbation, magnified:\ngrey = 0,\nblack / white = -/+ eps\n(eps = {eps * 255:g}/255)", ha="center", va="center",
+                    fontsize=7, transform=axes[1, 0].transAxes)
+    scale = 2.0 * 255.0 * eps
+    for j, (adv, title) in enumerate(zip(adversarial, titles), start=1):
+        delta = np.asarray(adv, np.float32) - np.asarray(clean, np.float32)
+        axes[0, j].imshow(as_img(adv), interpolation=interp)
+        color = None if ok is None else (CORRECT if ok[j - 1] else WRONG)
+        axes[0, j].set_title(title, fontsize=7, color=color)
+        axes[1, j].imshow(np.clip(0.5 + delta / scale, 0.0, 1.0), interpolation=interp)
+        axes[1, j].set_title(f"max |delta| = {np.abs(delta).max():.1f}", fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ci_grid(panels: Sequence[Sequence[tuple[str, np.ndarray | None]]], *, sort: bool = False,
+            suptitle: str | None = None, width: float = 2.6, height: float = 2.0):
+    """A grid of `ci_bars` panels: ``panels[row][col] = (title, CI vector or None for an empty panel)``."""
+    rows, cols = len(panels), max(len(r) for r in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * width, rows * height + 0.6), squeeze=False)
+    for i, row in enumerate(panels):
+        for j in range(cols):
+            ax = axes[i, j]
+            if j >= len(row) or row[j][1] is None:
+                ax.axis("off")
+                if j < len(row):
+                    ax.text(0.5, 0.5, f"{row[j][0]}\n(none)", ha="center", va="center", fontsize=7,
+                            transform=ax.transAxes)
+                continue
+            ci_bars(ax, row[j][1], title=row[j][0], sort=sort)
+            ax.title.set_fontsize(7)
+            ax.tick_params(labelsize=6)
+            ax.xaxis.label.set_fontsize(7)
+            ax.yaxis.label.set_fontsize(7)
+            if j:
+                ax.set_ylabel("")
+            if i < rows - 1:
+                ax.set_xlabel("")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def group_histograms(ax, groups: dict[str, np.ndarray], *, bins, xlabel: str, title: str | None = None):
+    """Step histograms (fraction of each group's samples) of one statistic, one line per group."""
+    for k, (name, values) in enumerate(groups.items()):
+        values = np.asarray(values, np.float64)
+        if values.size == 0:
+            ax.plot([], [], label=f"{name} (n=0)")
+            continue
+        weights = np.full(values.size, 1.0 / values.size)
+        ax.hist(values, bins=bins, weights=weights, histtype="step", linewidth=2.0 if k == 0 else 1.2,
+                color="black" if k == 0 else None, label=f"{name} (n={values.size})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of samples")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+    return ax
+
+
+def grouped_bars(ax, categories: Sequence[str], series: dict[str, Sequence[float]], *, ylabel: str,
+                 title: str | None = None, hatched: Sequence[str] = ()):
+    """Bars of several series side by side for each category (series in `hatched` drawn hatched)."""
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(categories))
+    for k, (name, values) in enumerate(series.items()):
+        vals = [np.nan if v is None else v for v in values]
+        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=name,
+                      hatch="//" if name in hatched else None, edgecolor="black", linewidth=0.4,
+                      color="white" if name in hatched else None)
+        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:g}" for v in vals], fontsize=6, padding=1)
+    ax.set_xticks(x, categories)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    return ax
+
+
+def roc_grid(curves: dict, row_names: Sequence[str], col_names: Sequence[str], *, suptitle: str | None = None,
+             size: float = 1.9):
+    """ROC curves in a grid: ``curves[(row, col)] = [(label, fpr, tpr), ...]`` (one line per label).
+
+    Each panel shows the diagonal (chance) and a dotted line at FPR = 5%; empty panels say "no data".
+    """
+    rows, cols = len(row_names), len(col_names)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 1.2, rows * size + 0.8), squeeze=False,
+                             sharex=True, sharey=True)
+    for i, r in enumerate(row_names):
+        for j, c in enumerate(col_names):
+            ax = axes[i, j]
+            ax.plot([0, 1], [0, 1], color="#bbbbbb", linewidth=0.6)
+            ax.axvline(0.05, color="#bbbbbb", linewidth=0.6, linestyle=":")
+            lines = curves.get((r, c), [])
+            for label, fpr, tpr in lines:
+                ax.plot(fpr, tpr, linewidth=1.1, label=label)
+            if lines:
+                ax.legend(fontsize=5, loc="lower right", handlelength=1.0, borderpad=0.3)
+            else:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title(c, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"{r}\nTPR", fontsize=7)
+            if i == rows - 1:
+                ax.set_xlabel("FPR", fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
