@@ -30,6 +30,14 @@ pass per removed filter to ~1e-6):
 - ``naive`` (``method="naive"``, the reference for tests and the benchmark): a copy of the model with a
   multiplicative channel mask after the layer, one full forward pass per removed filter.
 
+Same answer every time. TensorFlow runs a different float32 kernel for a different batch shape, and
+a saturated probability turns those last-bit differences into different zero sets. Every compiled call
+therefore has a fixed layout (`MICRO_BATCH` images for the network up to the layer, a fixed divisor of
+it for the closed-form head, `NAIVE_BATCH` for the naive reference; short batches are padded), so an
+image's CI vector is bit-identical whatever ``batch_size`` is and whichever images share the call.
+Between paths the arithmetic differs, and on a saturated prediction a CI can be exactly 0 on one path
+and one float32 step of p_c on another (notebook 01 counts them).
+
 Exact zeros (strategy 3 counts CI == 0). The unablated row is computed in the same batch and the
 same arithmetic as the removals, and two float32 effects that would turn a 0 into one ulp are removed:
 a row's matrix products round differently depending on its position in the batch, so a removal that
