@@ -455,9 +455,9 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
         key = ccache.key("attacks", _model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"], p["max_iter"],
                          p["num_random_init"], targeted, seed, "inf", batch_size, zm.input_shape,
                          __version__, art.__version__, _IMPL_VERSION)
-        hit = ccache.load("attacks", key)
-        if hit is not None:
-            adv, pred = hit["adversarial"], hit["predicted"].astype(np.int64)
+        hit = ccache.load("attacks", key, required=("adversarial", "predicted"))
+        if hit is not None and hit["adversarial"].shape == x.shape and hit["predicted"].shape == y.shape:
+            adv, pred = hit["adversarial"].astype(np.float32, copy=False), hit["predicted"].astype(np.int64)
             return AttackResult(adv, _success(pred, y, targets, targeted), pred, targets, y, **meta)
     adv, pred = _run(zm, x, y, targets, attack, eps, targeted, seed, batch_size, progress)
     if key is not None:
