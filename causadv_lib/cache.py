@@ -136,7 +136,7 @@ def load(namespace: str, k: str, required: tuple[str, ...] = ()) -> dict[str, np
     if not p.exists():
         return None
     try:
-        with np.load(p, allow_pickle=False) as z:
+        with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
         discard(p, f"{type(e).__name__}: {e}")

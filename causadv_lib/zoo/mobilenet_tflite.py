@@ -21,6 +21,8 @@ Layer names follow ``keras.applications.MobileNetV2`` (without its batch-norm la
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import re
 
 import keras
@@ -108,7 +110,7 @@ def _activation(fused: int, name: str, x):
 
 def build(tflite_path, name: str = "mobilenet_v2_imagenet") -> keras.Model:
     """Build the float Keras MobileNetV2 from the TFLite file at `tflite_path` (see module docstring)."""
-    g = _Graph(bytes(open(tflite_path, "rb").read()))
+    g = _Graph(Path(tflite_path).read_bytes())
     (inp_t,) = g.sg.InputsAsNumpy()
     size = g.shape(inp_t)[1:]
     inputs = keras.Input(size, name="input", dtype="float32")

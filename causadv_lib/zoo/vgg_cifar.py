@@ -10,6 +10,7 @@ The npz holds float16 arrays in Keras layout; they are cast to float32.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,7 +21,7 @@ CI_LAYER = "relu13"
 
 def build(weights_path, json_path, name: str = "vgg16_bn_cifar10") -> keras.Model:
     """Build the Keras VGG16-BN from its npz weights (Keras layout) and JSON description."""
-    meta = json.loads(open(json_path).read())
+    meta = json.loads(Path(json_path).read_text())
     cfg = tuple(meta["cfg"])
     if cfg != CFG:
         raise ValueError(f"{json_path}: cfg {cfg} differs from the VGG16 layout {CFG}")
