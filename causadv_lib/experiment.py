@@ -417,8 +417,8 @@ def paper_rows(exp: Experiment, variants: list[str], eps: float | None = None, p
 
 #: One ROC score per distinct strategy score (the S1 and S3 variants differ only in their threshold).
 ROC_VARIANTS = ("S1(n=0)", "S2(top-5)", "S2(rho>=0.5)", "S3(n=5)", "S4(3/10)", "S4(5/20)", "S4(10/30)")
-ROC_NAMES = {"S1(n=0)": "S1: -#causal filters", "S2(top-5)": "S2: rank of own class (top-5 rule)",
-             "S2(rho>=0.5)": "S2: -rho with own prototype", "S3(n=5)": "S3: -#zero filters",
+ROC_NAMES = {"S1(n=0)": "S1: -#causal filters", "S2(top-5)": "S2: rank of own class",
+             "S2(rho>=0.5)": "S2: -rho with prototype", "S3(n=5)": "S3: -#zero filters",
              "S4(3/10)": "S4 3/10: -#common", "S4(5/20)": "S4 5/20: -#common", "S4(10/30)": "S4 10/30: -#common"}
 
 
@@ -473,6 +473,10 @@ PAPER = {
     "figure3": {"dataset": "imagenet", "eps": 8 / 255, "n": 300, "variants": ["S4(3/10)", "S4(5/20)", "S4(10/30)"],
                 "clean": [164, 182, 128], "adversarial": [68, 78, 12]},
 }
+
+
+PAPER["figure3"]["_rows"] = {CLEAN: PAPER["figure3"]["clean"]} | {
+    f"{ATTACK_LABELS[a]} {v}": PAPER["figure3"]["adversarial"] for v in ("targeted", "untargeted") for a in ATTACK_LABELS}
 
 
 def paper_for(table: str, setup: Setup, eps: float) -> dict | None:

@@ -1,0 +1,259 @@
+# %% [markdown]
+# # 4 The four detection strategies (paper section 4.2, Tables 1-3, Figure 3)
+#
+# CausAdv judges a sample from its CI vector alone (`causadv_lib.strategies`, where every rule and each
+# choice made where the paper is ambiguous is documented):
+#
+# * **S1** causal feature existence: adversarial if at most $n$ filters have CI > 0;
+# * **S2** Pearson correlation with the prototypes: on ImageNet, adversarial if the predicted class is not
+#   among the 5 prototypes most correlated with the sample (Table 1); on CIFAR-10, adversarial if
+#   $\rho$ with the predicted class's prototype is below 0.5 (Table 2);
+# * **S3** zero effect: adversarial if at most $n$ filters have CI exactly 0 (Table 3);
+# * **S4** common robust causal features: adversarial unless the sample's top-$n$ causal filters lie in the
+#   top-$m$ causal filters of its predicted class's prototype (Figure 3).
+#
+# Like the paper, the tables count the samples that **pass** a test (look clean), out of $N$, for the clean
+# set and for each attack; S1 counts the samples it flags. We run every table on both datasets (and both
+# CIFAR-10 budgets), print the paper's own number beside ours where it reported one, and then go beyond the
+# paper's counts: a count at one threshold does not say how well a score separates clean from adversarial
+# samples, so the last section gives ROC-AUC and the true-positive rate at a 5% false-positive rate (the
+# threshold set on clean samples only) for every strategy and attack.
+#
+# The set is the one built in notebook 2 (read from the cache): clean = the correctly classified evaluation
+# images; adversarial = the *successful* examples made from them, so $N$ differs between rows (the paper's $N$
+# is always 300 or 100, successful or not). Other differences from the paper's set: MobileNetV2 (1280
+# filters) on ImageNet instead of VGG16 (512); 150 x 2 ImageNet images; PGD with a random start (the
+# authors' PGD was BIM); adversarial inputs kept as float arrays (the authors saved JPEGs); a seeded random
+# target class per image. A sample whose predicted class has no prototype cannot be judged by S2 or S4 and is
+# reported as "uncounted" (this happens only in the `smoke` profile, which searches a subset of the
+# prototype pool).
+#
+# This notebook regenerates:
+#
+# * **Table 1** (`table04_pearson_top5`), **Table 2** (`table04_pearson_rho`), **Table 3**
+#   (`table04_zero_filters`), each for both datasets, and the strategy-1 counts (`table04_causal_existence`).
+# * **Figure 3** (`fig04_common_features`, table `table04_common_features`): strategy 4 for n/m = 3/10,
+#   5/20, 10/30, clean against each attack.
+# * **ROC table** (`table04_roc`, compact view `table04_roc_auc`) and **ROC curves** (`fig04_roc_imagenet`,
+#   `fig04_roc_cifar10`).
+
+# %% tags=["parameters"]
+profile = "paper"
+imagenet_model = "mobilenet_v2_imagenet"
+cifar_model = "vgg16_bn_cifar10"
+
+# %%
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+
+from causadv_lib import experiment, metrics, plots, report, strategies
+
+rep = report.Report("04_detection_strategies", profile)
+SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
+EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
+TABLES = {}
+for name, table, variants in [("table04_pearson_top5", "table1", ["S2(top-5)"]),
+                              ("table04_pearson_rho", "table2", ["S2(rho>=0.5)"]),
+                              ("table04_zero_filters", "table3", ["S3(n=5)", "S3(n=10)"]),
+                              ("table04_common_features", "figure3", ["S4(3/10)", "S4(5/20)", "S4(10/30)"]),
+                              ("table04_causal_existence", None, ["S1(n=0)", "S1(n=1)", "S1(n=2)", "S1(n=5)"])]:
+    rows = []
+    for exp in EXP.values():
+        for eps in exp.setup.eps:
+            paper = experiment.paper_for(table, exp.setup, eps) if table else None
+            rows += experiment.paper_rows(exp, variants, eps, paper=paper)
+    paper_cols = (["paper N"] + [f"paper {v}" for v in variants]) if table else []
+    TABLES[name] = (rows, ["dataset", "eps", "samples", "N", *variants, *paper_cols])
+COUNTS = {(d, eps): experiment.strategy_results(exp, eps) for d, exp in EXP.items() for eps in exp.setup.eps}
+
+# %% [markdown]
+# ## Table 1: Pearson correlation, top-5 rule
+#
+# Samples whose predicted class is among the 5 prototypes most correlated with their CI vector (the rule of
+# the authors' code: the sample's own class competes too). On CIFAR-10 (10 classes) the rule is weak by
+# construction and is shown for completeness; the paper applies it to ImageNet only.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rows, cols = TABLES["table04_pearson_top5"]
+display(Markdown(rep.table("table04_pearson_top5", rows, cols,
+                           caption="Table 1: samples whose predicted class is among the 5 most correlated prototypes")))
+
+# %% [markdown]
+# ## Table 2: Pearson correlation with the predicted class's prototype, rho >= 0.5
+#
+# The paper's CIFAR-10 rule, also run on ImageNet. Note that the paper is not a fixed target here: the
+# authors' own stored CIFAR-10 vectors, recounted with this rule, give 23 and 20 (not 8 and 3) for targeted
+# PGD and BIM (`reference-implementation.md`).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rows, cols = TABLES["table04_pearson_rho"]
+display(Markdown(rep.table("table04_pearson_rho", rows, cols,
+                           caption="Table 2: samples with Pearson rho >= 0.5 with their predicted class's prototype")))
+
+# %% [markdown]
+# ## Table 3: zero effect
+#
+# Samples having more than $n$ filters with CI exactly 0, for $n$ = 5 and 10 (the paper's CIFAR-10 table; it
+# says the strategy does not help on ImageNet, which the ImageNet rows test).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rows, cols = TABLES["table04_zero_filters"]
+display(Markdown(rep.table("table04_zero_filters", rows, cols,
+                           caption="Table 3: samples having more than n zero filters (CI == 0)")))
+
+# %% [markdown]
+# ## Strategy 1: causal feature existence
+#
+# Samples with at most $n$ causal filters (flagged as adversarial). The paper reports no table: it says all
+# BIM examples (targeted and untargeted) on ImageNet have no causal filter, so S1 detects 100% of them, and
+# no other attack is detected.
+
+# %%
+rows, cols = TABLES["table04_causal_existence"]
+display(Markdown(rep.table("table04_causal_existence", rows, cols,
+                           caption="Strategy 1: samples with at most n causal filters (CI > 0), flagged")))
+
+# %% [markdown]
+# ## Figure 3: common robust causal features
+#
+# Samples whose top-$n$ causal filters all lie in the top-$m$ causal filters of their predicted class's
+# prototype. The paper prints one adversarial number per n/m for all attacks ("all the attacks yield similar
+# values"), out of 300; bars are percentages of each group, since our groups differ in size.
+
+# %%
+rows, cols = TABLES["table04_common_features"]
+display(Markdown(rep.table("table04_common_features", rows, cols,
+                           caption="Strategy 4: samples whose top-n causal filters lie in the prototype's top-m")))
+variants = ["S4(3/10)", "S4(5/20)", "S4(10/30)"]
+panels = [(d, eps) for d, exp in EXP.items() for eps in exp.setup.eps]
+fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+for ax, (d, eps) in zip(axes[0], panels):
+    res = COUNTS[(d, eps)]
+    series = {}
+    for group, by in res.items():
+        name = experiment.CLEAN if group == experiment.CLEAN else group.label
+        series[f"{name} (N={by[variants[0]].n})"] = [
+            round(100 * strategies.paper_count(by[v]) / by[v].n, 1) if by[v].n else None for v in variants]
+    paper = experiment.paper_for("figure3", EXP[d].setup, eps)
+    hatched = []
+    if paper is not None:
+        for label, values in [("paper: clean", paper["clean"]), ("paper: adversarial", paper["adversarial"])]:
+            series[label] = [round(100 * v / paper["n"], 1) for v in values]
+            hatched.append(label)
+    plots.grouped_bars(ax, [v[3:-1] for v in variants], series, ylabel="% of the group passing (shares features)",
+                       title=f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}", hatched=hatched)
+    ax.set_xlabel("n / m (top-n causal filters of the sample in the top-m of the prototype)")
+    ax.set_ylim(0, 110)
+fig.suptitle("Figure 3: samples sharing their top causal filters with their predicted class's prototype", fontsize=10)
+fig.tight_layout()
+rep.figure(fig, "fig04_common_features")
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# ## How our counts compare with the paper's
+#
+# Sentences generated from this run's numbers: for each table the paper reported, the share of clean samples
+# that pass against the share of adversarial ones (ours and the paper's).
+
+# %%
+lines = []
+for name, table, variant in [("Table 1", "table1", "S2(top-5)"), ("Table 2", "table2", "S2(rho>=0.5)"),
+                             ("Table 3 (n=5)", "table3", "S3(n=5)"), ("Table 3 (n=10)", "table3", "S3(n=10)"),
+                             ("Figure 3 (3/10)", "figure3", "S4(3/10)"), ("Figure 3 (10/30)", "figure3", "S4(10/30)")]:
+    p = experiment.PAPER[table]
+    d, eps = p["dataset"], p["eps"]
+    if (d, eps) not in COUNTS:
+        continue
+    res = COUNTS[(d, eps)]
+    col = p["variants"].index(variant)
+    ours_clean = res[experiment.CLEAN][variant]
+    share = lambda r: strategies.paper_count(r) / r.n if r.n else float("nan")  # noqa: E731
+    adv = {k.label: share(by[variant]) for k, by in res.items() if k != experiment.CLEAN}
+    paper_clean = p["_rows"][experiment.CLEAN][col] / p["n"]
+    paper_adv = [v[col] / p["n"] for k, v in p["_rows"].items() if k != experiment.CLEAN]
+    finite = [v for v in adv.values() if np.isfinite(v)]
+    above = [k for k, v in adv.items() if np.isfinite(v) and v >= share(ours_clean)]
+    if not finite:
+        lines.append(f"* **{name}**: no successful adversarial example in this run.")
+        continue
+    lines.append(f"* **{name}** ({experiment.DATASET_LABELS[d]}, eps {experiment.eps_label(eps)}): clean passes "
+                 f"{share(ours_clean):.0%} here (paper {paper_clean:.0%}); adversarial groups pass "
+                 f"{min(finite):.0%}-{max(finite):.0%} here (paper {min(paper_adv):.0%}-{max(paper_adv):.0%})."
+                 + (f" Attacks passing at least as often as clean samples: {', '.join(above)}." if above else
+                    " Every attack passes less often than the clean set, as in the paper."))
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## Beyond the paper: ROC analysis
+#
+# Every strategy is a threshold on a score (S1: the number of causal filters; S2: the rank of the predicted
+# class, or $-\rho$; S3: the number of zero filters; S4: the number of common filters; signs such that larger
+# means more suspicious, in the paper's direction). ROC-AUC measures how well that score separates clean from
+# successful adversarial samples over all thresholds (0.5 = chance; below 0.5 = the paper's direction is the
+# wrong one for this attack); TPR at 5% FPR is the detection rate when the threshold is set on clean samples
+# only so that at most 5% of them are flagged. Each clean image is its adversarial examples' source.
+
+# %%
+roc_rows = [row for exp in EXP.values() for row in experiment.detection_rows(exp)]
+rep.table("table04_roc", roc_rows)
+attack_labels = [k.label for k in SETUPS[0].keys(SETUPS[0].paper_eps)]
+compact = {}
+for r in roc_rows:
+    row = compact.setdefault((r["dataset"], r["eps"], r["strategy"]),
+                             {"dataset": r["dataset"], "eps": r["eps"], "score": r["score"]})
+    row[r["attack"]] = "n/a" if r["auc"] is None else f"{r['auc']:.2f} / {r['tpr@5%fpr']:.2f}"
+compact = list(compact.values())
+
+# %%
+display(Markdown(rep.table("table04_roc_auc", compact, ["dataset", "eps", "score", *attack_labels],
+                           caption="ROC-AUC / TPR at 5% FPR (threshold on clean samples) per strategy and attack")))
+
+# %%
+best = max((r for r in roc_rows if r["auc"] is not None), key=lambda r: r["auc"])
+worst = min((r for r in roc_rows if r["auc"] is not None), key=lambda r: r["auc"])
+below = sum(1 for r in roc_rows if r["auc"] is not None and r["auc"] < 0.5)
+rated = sum(1 for r in roc_rows if r["auc"] is not None)
+rep.record("roc_summary", {"best": best, "worst": worst, "auc_below_half": below, "rated": rated})
+display(Markdown(
+    f"Highest AUC: {best['auc']:.2f} ({best['score']}, {best['attack']}, {best['dataset']} eps {best['eps']}); "
+    f"lowest: {worst['auc']:.2f} ({worst['score']}, {worst['attack']}, {worst['dataset']} eps {worst['eps']}). "
+    f"{below} of {rated} strategy/attack pairs have AUC below 0.5, i.e. the paper's direction of the rule is the "
+    "wrong one for that attack: a detector built from these strategies must know the attack, which an attacker "
+    "would not tell it (and no adaptive attack, one that optimises against the detector, is run here)."))
+
+# %% [markdown]
+# ### ROC curves
+#
+# One panel per strategy score (rows) and attack (columns), one curve per budget; the dotted line marks
+# FPR = 5%.
+
+# %%
+for d, exp in EXP.items():
+    curves = {}
+    for eps in exp.setup.eps:
+        sc = experiment.scores(exp, eps)
+        for v in experiment.ROC_VARIANTS:
+            for k in exp.setup.keys(eps):
+                clean_s, adv_s = sc[(v, experiment.CLEAN)], sc[(v, k)]
+                if len(clean_s) and len(adv_s):
+                    fpr, tpr = metrics.roc_curve(clean_s, adv_s)
+                    auc = metrics.roc_auc(clean_s, adv_s)
+                    curves.setdefault((experiment.ROC_NAMES[v], k.label), []).append(
+                        (f"{experiment.eps_label(eps)}: AUC {auc:.2f}", fpr, tpr))
+    fig = plots.roc_grid(curves, [experiment.ROC_NAMES[v] for v in experiment.ROC_VARIANTS],
+                         [k.label for k in exp.setup.keys(exp.setup.paper_eps)],
+                         suptitle=f"{exp.setup.label}: ROC of each strategy score, clean vs successful adversarial")
+    rep.figure(fig, f"fig04_roc_{d}")
+    plt.show()
+    plt.close(fig)
+
+# %%
+print(f"results: {rep.save()}")
