@@ -27,6 +27,9 @@ LIB := $(shell find causadv_lib -name '*.py') $(wildcard data_manifest/*.json da
 
 .PHONY: paper test pytest nbval data zoo-check lab samples env clean
 paper: $(EXECUTED)
+	@{ printf 'notebook\tseconds\n'; for n in $(NAMES); do test -f $(OUT)/$$n.seconds && printf '%s\t%s\n' $$n "$$(cat $(OUT)/$$n.seconds)"; done; } > $(OUT)/timings.tsv
+	@echo "wall time of each notebook's last execution ($(OUT)/timings.tsv):"
+	@awk -F'\t' 'NR > 1 { printf "  %-28s %8.1f s\n", $$1, $$2; t += $$2 } END { printf "  %-28s %8.1f s\n", "total", t }' $(OUT)/timings.tsv
 
 env: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -47,11 +50,21 @@ $(OUT)/.data-verified: $(STAMP) $(wildcard data_manifest/*.json)
 # The executed notebook appears only when the run succeeds; a failed run is kept as NAME.failed.ipynb.
 $(OUT)/%.ipynb: notebooks/%.py $(LIB) $(STAMP) | $(OUT)/.data-verified
 	@mkdir -p $(OUT)
+	@date +%s.%N > $(OUT)/$*.started
 	jupytext --quiet --to ipynb --set-kernel python3 --output $(OUT)/$*.src.ipynb $<
 	papermill --no-progress-bar --log-output -k python3 -p profile $(PROFILE) \
 	  $(OUT)/$*.src.ipynb $(OUT)/$*.run.ipynb || { mv $(OUT)/$*.run.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; rm -f $(OUT)/$*.src.ipynb; exit 1; }
 	rm -f $(OUT)/$*.src.ipynb $(OUT)/$*.failed.ipynb
 	mv $(OUT)/$*.run.ipynb $@
+	@awk -v s="$$(cat $(OUT)/$*.started)" -v e="$$(date +%s.%N)" 'BEGIN { printf "%.1f\n", e - s }' > $(OUT)/$*.seconds
+	@rm -f $(OUT)/$*.started
+	@echo "$*: $$(cat $(OUT)/$*.seconds) s"
+
+# Stage order: notebooks 03 onwards read the attacks and CI vectors that 02 stores in the cache, so they
+# run after it (order-only: a rerun of 02 alone does not make them stale; a library change does).
+SETUP_NOTEBOOK := $(OUT)/02_experiment_setup.ipynb
+AFTER_SETUP := $(filter-out $(OUT)/00_% $(OUT)/01_% $(SETUP_NOTEBOOK),$(EXECUTED))
+$(AFTER_SETUP): | $(SETUP_NOTEBOOK)
 
 test: pytest nbval
 

@@ -224,14 +224,11 @@ class AdversarialSet:
         """Attacked images whose CI pass and attack disagree on the adversarial prediction (expected 0)."""
         return int((self.ci.predicted != self.result.predicted).sum())
 
-    @property
-    def max_perturbation(self) -> float:
-        """Largest |adversarial - clean| over all pixels, in grey levels (<= 255 * eps)."""
-        return float(np.abs(self.result.adversarial - self.clean_pixels).max()) if self.n_attacked else 0.0
-
-    @property
-    def clean_pixels(self) -> np.ndarray:
-        return _clean(self.setup).pixels[self.source]
+    def max_perturbation(self, clean: CleanSet) -> float:
+        """Largest |adversarial - clean source| over all pixels, in grey levels (<= 255 * eps)."""
+        if not self.n_attacked:
+            return 0.0
+        return float(np.abs(self.result.adversarial - clean.pixels[self.source]).max())
 
 
 @dataclass(eq=False)
@@ -353,7 +350,7 @@ def success_rows(exp: Experiment) -> list[dict]:
         rows.append({"dataset": DATASET_LABELS[exp.setup.dataset], "model": exp.setup.model, "eps": key.eps_label,
                      "attack": key.label, "attacked": adv.n_attacked, "successful": adv.n_success,
                      "success rate": round(adv.success_rate, 4),
-                     "max |delta| (grey levels)": round(adv.max_perturbation, 3)})
+                     "max |delta| (grey levels)": round(adv.max_perturbation(exp.clean), 3)})
     return rows
 
 
