@@ -24,9 +24,9 @@
 # is always 300 or 100, successful or not). Other differences from the paper's set: MobileNetV2 (1280
 # filters) on ImageNet instead of VGG16 (512); 150 x 2 ImageNet images; PGD with a random start (the
 # authors' PGD was BIM); adversarial inputs kept as float arrays (the authors saved JPEGs); a seeded random
-# target class per image. A sample whose predicted class has no prototype cannot be judged by S2 or S4 and is
-# reported as "uncounted" (this happens only in the `smoke` profile, which searches a subset of the
-# prototype pool).
+# target class per image. A sample whose predicted class has no prototype (no correctly classified image of
+# that class in the prototype pool) cannot be judged by S2 or S4 and is reported as "uncounted"; how many
+# there are is printed below.
 #
 # This notebook regenerates:
 #
@@ -69,6 +69,12 @@ for name, table, variants in [("table04_pearson_top5", "table1", ["S2(top-5)"]),
     paper_cols = (["paper N"] + [f"paper {v}" for v in variants]) if table else []
     TABLES[name] = (rows, ["dataset", "eps", "samples", "N", *variants, *paper_cols])
 COUNTS = {(d, eps): experiment.strategy_results(exp, eps) for d, exp in EXP.items() for eps in exp.setup.eps}
+for (d, eps), res in COUNTS.items():
+    missing = len(EXP[d].prototypes.missing)
+    uncounted = {(g if g == experiment.CLEAN else g.label): by["S4(3/10)"].n_uncounted for g, by in res.items()}
+    rep.record(f"{d}/{experiment.eps_label(eps)}/uncounted_s2_s4", uncounted)
+    print(f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}: {missing} classes without a prototype; samples "
+          f"uncounted by S2/S4: {sum(uncounted.values())} of {sum(by['S4(3/10)'].n for by in res.values())}")
 
 # %% [markdown]
 # ## Table 1: Pearson correlation, top-5 rule
@@ -226,8 +232,11 @@ display(Markdown(
     f"Highest AUC: {best['auc']:.2f} ({best['score']}, {best['attack']}, {best['dataset']} eps {best['eps']}); "
     f"lowest: {worst['auc']:.2f} ({worst['score']}, {worst['attack']}, {worst['dataset']} eps {worst['eps']}). "
     f"{below} of {rated} strategy/attack pairs have AUC below 0.5, i.e. the paper's direction of the rule is the "
-    "wrong one for that attack: a detector built from these strategies must know the attack, which an attacker "
-    "would not tell it (and no adaptive attack, one that optimises against the detector, is run here)."))
+    "wrong one for that attack"
+    + (": a detector built from these strategies would have to know the attack, which an attacker does not tell it."
+       if below else ".")
+    + " No adaptive attack (one that optimises against the detector) is run here: these numbers are an upper "
+    "bound on what the strategies achieve against an attacker who knows them."))
 
 # %% [markdown]
 # ### ROC curves
