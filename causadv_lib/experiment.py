@@ -350,7 +350,8 @@ def success_rows(exp: Experiment) -> list[dict]:
         rows.append({"dataset": DATASET_LABELS[exp.setup.dataset], "model": exp.setup.model, "eps": key.eps_label,
                      "attack": key.label, "attacked": adv.n_attacked, "successful": adv.n_success,
                      "success rate": round(adv.success_rate, 4),
-                     "max |delta| (grey levels)": round(adv.max_perturbation(exp.clean), 3)})
+                     "max |delta| (grey levels)": round(adv.max_perturbation(exp.clean), 3),
+                     "CI/attack prediction mismatch": adv.n_prediction_mismatch})
     return rows
 
 
@@ -412,20 +413,29 @@ def paper_rows(exp: Experiment, variants: list[str], eps: float | None = None, p
     return rows
 
 
-#: One ROC score per distinct strategy score (the S1 and S3 variants differ only in their threshold).
-ROC_VARIANTS = ("S1(n=0)", "S2(top-5)", "S2(rho>=0.5)", "S3(n=5)", "S4(3/10)", "S4(5/20)", "S4(10/30)")
+#: One ROC score per distinct strategy score (the S1 and S3 variants differ only in their threshold), and one
+#: score that is not in the paper: the largest CI value of the vector ("max CI"; low = suspicious), which shows
+#: whether a prediction is saturated (removing any one filter then barely moves p_c).
+MAX_CI = "max CI"
+ROC_VARIANTS = ("S1(n=0)", "S2(top-5)", "S2(rho>=0.5)", "S3(n=5)", "S4(3/10)", "S4(5/20)", "S4(10/30)", MAX_CI)
 ROC_NAMES = {"S1(n=0)": "S1: -#causal filters", "S2(top-5)": "S2: rank of own class",
              "S2(rho>=0.5)": "S2: -rho with prototype", "S3(n=5)": "S3: -#zero filters",
-             "S4(3/10)": "S4 3/10: -#common", "S4(5/20)": "S4 5/20: -#common", "S4(10/30)": "S4 10/30: -#common"}
+             "S4(3/10)": "S4 3/10: -#common", "S4(5/20)": "S4 5/20: -#common", "S4(10/30)": "S4 10/30: -#common",
+             MAX_CI: "not in the paper: -max CI"}
 
 
 def scores(exp: Experiment, eps: float | None = None) -> dict:
     """{(variant, group): counted scores (1-D float64)} for the ROC variants (uncounted samples dropped)."""
+    results = strategy_results(exp, eps)
     out = {}
-    for group, res in strategy_results(exp, eps).items():
+    for _, key, ci_, _pred in _groups(exp, eps):
+        group = CLEAN if key is None else key
         for v in ROC_VARIANTS:
-            r = res[v]
-            out[(v, group)] = r.score[r.counted]
+            if v == MAX_CI:
+                out[(v, group)] = -ci_.max(axis=1).astype(np.float64) if len(ci_) else np.zeros(0)
+            else:
+                r = results[group][v]
+                out[(v, group)] = r.score[r.counted]
     return out
 
 
@@ -480,3 +490,76 @@ def paper_for(table: str, setup: Setup, eps: float) -> dict | None:
     """The paper's numbers of `table` when they apply to (setup's dataset, eps), else None."""
     p = PAPER[table]
     return p if p["dataset"] == setup.dataset and abs(p["eps"] - eps) < 1e-12 else None
+
+
+# ------------------------------------------------------------------ logits, other CI definitions
+@functools.cache
+def _logits(setup: Setup, key: AttackKey | None) -> np.ndarray:
+    from . import ci
+
+    zm = _zoo(setup)
+    pixels = _clean(setup).pixels if key is None else adversarial(setup, key).result.adversarial
+    with _timed(setup, "logits", "clean" if key is None else key.full_label):
+        _, z = ci.predict_with_logits(zm.model, zm.normalize(pixels))
+    if z is None:
+        raise ValueError(f"{setup.model}: the model's logits cannot be read (no Dense before its softmax)")
+    z.setflags(write=False)
+    return z
+
+
+def logits(exp: Experiment, key: AttackKey | None = None) -> np.ndarray:
+    """(N, C) float32 logits of every clean image (`key` None) or of every attacked image of `key`, in the
+    order of its CI result (one forward pass, memoised in the process)."""
+    if key is not None and key not in exp.adversarial:
+        raise KeyError(f"{exp.setup.label}: no attack {key.full_label} in this experiment")
+    return _logits(exp.setup, key)
+
+
+@functools.cache
+def _ci_under(setup: Setup, key: AttackKey | None, definition: str):
+    from . import ci
+
+    zm = _zoo(setup)
+    pixels = _clean(setup).pixels if key is None else adversarial(setup, key).result.adversarial
+    with _timed(setup, f"ci ({definition})", "clean" if key is None else key.full_label):
+        return ci.counterfactual_information(zm.model, zm.normalize(pixels), zm.ci_layer, definition=definition,
+                                             cache=True)
+
+
+@functools.cache
+def _prototypes_under(setup: Setup, definition: str):
+    from . import data
+    from . import prototypes as _protos
+
+    prof = config.get_profile(setup.profile)
+    with _timed(setup, f"prototypes ({definition})", setup.prototype_pool):
+        return _protos.for_pool(_zoo(setup), data.pool(setup.prototype_pool), limit=prof.prototype_pool_limit,
+                                definition=definition, cache=True)
+
+
+def with_definition(exp: Experiment, definition: str) -> Experiment:
+    """The same experiment (images, attacks, clean and success masks) with every CI vector and the
+    prototypes under another CI definition (`ci.DEFINITIONS`; cached on disk like the paper's).
+
+    The prediction of the CI pass does not depend on the definition; a sample whose prediction would
+    differ raises, so every definition counts exactly the same samples."""
+    import dataclasses
+
+    from . import ci
+
+    if definition not in ci.DEFINITIONS:
+        raise ValueError(f"unknown definition {definition!r}; expected one of {ci.DEFINITIONS}")
+    if definition == exp.clean.ci.definition:
+        return exp
+    s = exp.setup
+
+    def same(res, old, what):
+        if not np.array_equal(res.predicted, old.predicted):
+            raise RuntimeError(f"{s.label}, {what}: the CI pass under {definition!r} predicts other classes")
+        return res
+
+    clean_ = dataclasses.replace(exp.clean, ci=same(_ci_under(s, None, definition), exp.clean.ci, "clean"))
+    out = Experiment(s, clean_, _prototypes_under(s, definition))
+    for key, adv in exp.adversarial.items():
+        out.adversarial[key] = dataclasses.replace(adv, ci=same(_ci_under(s, key, definition), adv.ci, key.full_label))
+    return out
