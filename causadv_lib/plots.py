@@ -120,15 +120,18 @@ def ci_grid(panels: Sequence[Sequence[tuple[str, np.ndarray | None]]], *, sort: 
 
 
 def group_histograms(ax, groups: dict[str, np.ndarray], *, bins, xlabel: str, title: str | None = None):
-    """Step histograms (fraction of each group's samples) of one statistic, one line per group."""
+    """Step histograms (fraction of each group's samples) of one statistic, one line per group.
+
+    The first group is drawn thick and black, group k >= 1 in colour ``C{k-1}``, so the same dict order gives
+    the same colours in every panel; an empty group is left out (its colour stays reserved).
+    """
     for k, (name, values) in enumerate(groups.items()):
         values = np.asarray(values, np.float64)
         if values.size == 0:
-            ax.plot([], [], label=f"{name} (n=0)")
             continue
         weights = np.full(values.size, 1.0 / values.size)
         ax.hist(values, bins=bins, weights=weights, histtype="step", linewidth=2.0 if k == 0 else 1.2,
-                color="black" if k == 0 else None, label=f"{name} (n={values.size})")
+                color="black" if k == 0 else f"C{(k - 1) % 10}", label=f"{name} (n={values.size})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of samples")
     if title:
@@ -189,4 +192,55 @@ def roc_grid(curves: dict, row_names: Sequence[str], col_names: Sequence[str], *
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def heatmap_grid(panels: Sequence[Sequence[dict | None]], *, row_labels: Sequence[str] | None = None,
+                 suptitle: str | None = None, size: float = 1.75, alpha: float = 0.5, cmap: str = "jet",
+                 colorbar_label: str = "heatmap (normalised to [0, 1])"):
+    """Images with a heatmap overlaid, in a grid, with one colorbar for all heatmaps.
+
+    ``panels[r][c]``: None (empty panel) or a dict with ``image`` ((H, W, 3) pixel values in [0, 255]),
+    optional ``heatmap`` ((H, W) in [0, 1]; NaN or missing: the image alone), ``title``, ``color`` (of the
+    title), ``note`` (small text in the panel's lower left corner) and ``text`` (shown instead of an image).
+    `row_labels`: one label per row, left of the first column.
+    """
+    from matplotlib import cm, colors
+
+    rows, cols = len(panels), max(len(r) for r in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 1.4, rows * (size + 0.35) + 0.6), squeeze=False,
+                             layout="constrained")
+    for i in range(rows):
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            p = panels[i][j] if j < len(panels[i]) else None
+            if row_labels is not None and j == 0:
+                ax.set_ylabel(row_labels[i], fontsize=7)
+            if p is None:
+                continue
+            if p.get("title"):
+                ax.set_title(p["title"], fontsize=6.5, color=p.get("color"))
+            if p.get("image") is None:
+                ax.text(0.5, 0.5, p.get("text", ""), ha="center", va="center", fontsize=7, transform=ax.transAxes)
+                continue
+            image = np.clip(np.asarray(p["image"], np.float32) / 255.0, 0.0, 1.0)
+            interp = "nearest" if image.shape[0] <= 64 else "antialiased"
+            ax.imshow(image, interpolation=interp)
+            h = p.get("heatmap")
+            if h is not None and np.isfinite(h).all():
+                ax.imshow(h, cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha, interpolation="bilinear")
+            elif h is not None:
+                ax.text(0.5, 0.5, "no map", ha="center", va="center", fontsize=7, transform=ax.transAxes,
+                        color="white", bbox={"facecolor": "black", "alpha": 0.6, "linewidth": 0})
+            if p.get("note"):
+                ax.text(0.02, 0.03, p["note"], ha="left", va="bottom", fontsize=6, transform=ax.transAxes,
+                        color="white", bbox={"facecolor": "black", "alpha": 0.55, "linewidth": 0, "pad": 1.0})
+    sm = cm.ScalarMappable(norm=colors.Normalize(0.0, 1.0), cmap=cmap)
+    fig.colorbar(sm, ax=axes, shrink=0.5, fraction=0.02, pad=0.01, label=colorbar_label)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
     return fig

@@ -49,7 +49,8 @@ ROWS_SHOWN = 3 if profile == "paper" else 2
 # Each row is one clean image: those on which the most attacks succeed at the paper's budget, in sample
 # order. Columns: the prototype of its class, the clean image,
 # then the six adversarial versions. Bars: CI per filter index, green causal (CI > 0), grey zero, red
-# negative; the title counts each kind.
+# negative; the title counts each kind. Each panel has its own CI scale: compare the scales too (an axis
+# offset such as `1e-5` above a panel multiplies its ticks).
 
 # %%
 for d, exp in EXP.items():
@@ -131,7 +132,7 @@ for (d, eps), per in STATS.items():
                            xlabel="causal filters (CI > 0)", title="Strategy 1: causal filters")
     plots.group_histograms(axes[1], {g: v["zero"] for g, v in groups.items()}, bins=np.linspace(0, K, 41),
                            xlabel="zero filters (CI == 0)", title="Strategy 3: zero filters")
-    plots.group_histograms(axes[2], {g: v["rho"] for g, v in groups.items() if g != "Prototypes"},
+    plots.group_histograms(axes[2], {g: v["rho"] for g, v in groups.items()},  # prototypes: no rho (empty)
                            bins=np.linspace(-1, 1, 41), xlabel="Pearson rho with the predicted class's prototype",
                            title="Strategy 2: correlation with the prototype")
     fig.suptitle(f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}: {K} filters", fontsize=10)
