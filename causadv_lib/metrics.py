@@ -156,3 +156,183 @@ def detection_row(clean_scores, adv_scores, fpr: float = 0.05, nan_policy: str =
     tpr, t, realised = tpr_at_fpr(clean, adv, fpr)
     return {"auc": roc_auc(clean, adv), f"tpr_at_{100 * float(fpr):g}fpr": tpr, "threshold": t,
             "realised_fpr": realised, "n_clean": int(clean.size), "n_adv": int(adv.size)}
+
+
+# ------------------------------------------------------------------ confidence bins, logistic models
+def binned_auc(clean_scores, adv_scores, clean_by, adv_by, n_bins: int = 4) -> list[dict]:
+    """ROC-AUC within bins of a second quantity `by` (e.g. confidence), one row per bin.
+
+    Bins: quantiles of the pooled clean and adversarial `by` values (equal counts up to ties; a bin holds
+    lo <= by < hi, the last one also by == hi; tied edges leave a bin empty). Each row: ``bin``, ``lo``,
+    ``hi``, ``n_clean``, ``n_adv`` and ``auc`` (NaN where the bin lacks one side). Samples with a NaN score
+    are dropped with their `by` value; `by` must be finite.
+    """
+    n_bins = int(n_bins)
+    if n_bins < 1:
+        raise ValueError(f"n_bins: expected a positive integer, got {n_bins!r}")
+    c, a = np.asarray(clean_scores, np.float64), np.asarray(adv_scores, np.float64)
+    cb, ab = np.asarray(clean_by, np.float64), np.asarray(adv_by, np.float64)
+    if c.shape != cb.shape or a.shape != ab.shape or c.ndim != 1 or a.ndim != 1:
+        raise ValueError(f"scores and `by` must be 1-D and aligned: clean {c.shape} vs {cb.shape}, "
+                         f"adversarial {a.shape} vs {ab.shape}")
+    if not (np.isfinite(cb).all() and np.isfinite(ab).all()):
+        raise ValueError("clean_by, adv_by: expected finite values (the binning quantity)")
+    c, cb = c[~np.isnan(c)], cb[~np.isnan(c)]
+    a, ab = a[~np.isnan(a)], ab[~np.isnan(a)]
+    pooled = np.r_[cb, ab]
+    if not pooled.size:
+        return []
+    edges = np.quantile(pooled, np.linspace(0.0, 1.0, n_bins + 1))
+    bin_of = lambda x: np.searchsorted(edges[1:-1], x, side="right")  # noqa: E731
+    ic, ia = bin_of(cb), bin_of(ab)
+    rows = []
+    for b in range(n_bins):
+        cs, as_ = c[ic == b], a[ia == b]
+        rows.append({"bin": b, "lo": float(edges[b]), "hi": float(edges[b + 1]), "n_clean": int(cs.size),
+                     "n_adv": int(as_.size), "auc": roc_auc(cs, as_)})
+    return rows
+
+
+def within_bin_auc(rows) -> float:
+    """AUC over the clean/adversarial pairs that share a bin (`binned_auc` rows): the bins' AUCs weighted by
+    n_clean x n_adv. It equals the plain AUC when there is one bin; NaN when no bin holds both sides."""
+    w = np.array([r["n_clean"] * r["n_adv"] for r in rows], np.float64)
+    auc = np.array([r["auc"] for r in rows], np.float64)
+    ok = w > 0
+    return float((w[ok] * auc[ok]).sum() / w[ok].sum()) if ok.any() else math.nan
+
+
+def bootstrap_aucs(y, scores, groups=None, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_boot, S) ROC-AUCs of S score columns over bootstrap resamples of the groups (e.g. source images).
+
+    y: (n,) 0/1 labels (1 = adversarial = positive); scores: (n,) or (n, S); groups: (n,) group of each
+    sample (default: every sample its own group). A resample draws as many groups as there are, with
+    replacement, and keeps every sample of a drawn group once per draw; the AUC is exact (ties count 1/2).
+    A resample without both classes gives NaN. Seeded: the same seed gives the same replicates.
+    """
+    y = np.asarray(y)
+    s = np.asarray(scores, np.float64)
+    s = s[:, None] if s.ndim == 1 else s
+    if y.ndim != 1 or s.ndim != 2 or s.shape[0] != y.shape[0]:
+        raise ValueError(f"y {y.shape} and scores {s.shape}: expected (n,) and (n,) or (n, S)")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y: expected 0/1 labels")
+    if not np.isfinite(s).all():
+        raise ValueError("scores: expected finite values")
+    g = np.arange(y.size) if groups is None else np.asarray(groups)
+    if g.shape != y.shape:
+        raise ValueError(f"groups: expected shape {y.shape}, got {g.shape}")
+    _, gi = np.unique(g, return_inverse=True)
+    G = int(gi.max()) + 1 if gi.size else 0
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, max(G, 1), size=(int(n_boot), G))
+    counts = np.stack([np.bincount(d, minlength=G) for d in draws]).astype(np.float64) if G else \
+        np.zeros((int(n_boot), 0))
+    w = counts[:, gi]                                   # (B, n) multiplicity of each sample
+    pos, neg = y == 1, y == 0
+    wp, wn = w[:, pos], w[:, neg]
+    denom = wp.sum(axis=1) * wn.sum(axis=1)
+    out = np.full((int(n_boot), s.shape[1]), np.nan)
+    for j in range(s.shape[1]):
+        sp, sn = s[pos, j], s[neg, j]
+        m = (sp[:, None] > sn[None, :]) + 0.5 * (sp[:, None] == sn[None, :])
+        num = ((wp @ m) * wn).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), np.nan)
+    return out
+
+
+def cross_validated_probabilities(X, y, groups=None, n_splits: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold P(y = 1) of a logistic regression on standardised features, one per sample.
+
+    Model: median imputation of NaN features (fit on the training folds), `StandardScaler`, then
+    scikit-learn's `LogisticRegression` (L2, C = 1, lbfgs). Folds: `StratifiedGroupKFold` over `groups`
+    (samples of one group, e.g. a clean image and its adversarial example, never straddle a split), else
+    `StratifiedKFold`; shuffled with `seed`. n_splits is lowered to the size of the smaller class; with
+    fewer than 2 samples in a class the result is all NaN. A training fold holding one class predicts
+    its share.
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.asarray(X, np.float64)
+    y = np.asarray(y)
+    X = X[:, None] if X.ndim == 1 else X
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or y.ndim != 1:
+        raise ValueError(f"X {X.shape} and y {y.shape}: expected (n, d) and (n,)")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y: expected 0/1 labels")
+    if np.isinf(X).any():
+        raise ValueError("X: infinite feature values")
+    out = np.full(y.shape[0], np.nan)
+    k = min(int(n_splits), int((y == 0).sum()), int((y == 1).sum()))
+    if k < 2:
+        return out
+    if groups is None:
+        split = StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y)
+    else:
+        split = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, y, np.asarray(groups))
+    for train, test in split:
+        if np.unique(y[train]).size < 2:
+            out[test] = y[train].mean()
+            continue
+        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
+                              LogisticRegression(C=1.0, max_iter=1000))
+        model.fit(X[train], y[train])
+        out[test] = model.predict_proba(X[test])[:, 1]
+    return out
+
+
+def logistic_cv_comparison(X_base, X_extra, y, groups=None, *, n_splits: int = 5, seed: int = 0,
+                           n_boot: int = 1000, alpha: float = 0.05) -> dict:
+    """Does `X_extra` add to `X_base`? Cross-validated logistic models on base, extra and both features.
+
+    Out-of-fold probabilities of each model (`cross_validated_probabilities`, the same folds for all
+    three) are scored by ROC-AUC; intervals are percentile bootstrap intervals (1 - alpha) over resampled
+    groups of the out-of-fold predictions (`bootstrap_aucs`; the models are not refitted), and ``delta``
+    = AUC(both) - AUC(base) has its own interval from the same resamples (paired). Keys: ``n_neg``,
+    ``n_pos``, ``n_splits``, ``auc_base``, ``auc_extra``, ``auc_both``, ``delta`` and ``*_lo``/``*_hi``
+    for each; all NaN when a class has fewer than 2 samples.
+    """
+    y = np.asarray(y)
+    Xb, Xe = np.asarray(X_base, np.float64), np.asarray(X_extra, np.float64)
+    Xb, Xe = (Xb[:, None] if Xb.ndim == 1 else Xb), (Xe[:, None] if Xe.ndim == 1 else Xe)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha: expected a level in (0, 1), got {alpha!r}")
+    n_neg, n_pos = int((y == 0).sum()), int((y == 1).sum())
+    k = min(int(n_splits), n_neg, n_pos)
+    out = {"n_neg": n_neg, "n_pos": n_pos, "n_splits": k if k >= 2 else 0}
+    keys = ("auc_base", "auc_extra", "auc_both", "delta")
+    if k < 2:
+        return out | {f"{m}{s}": math.nan for m in keys for s in ("", "_lo", "_hi")}
+    prob = np.column_stack([cross_validated_probabilities(X, y, groups, n_splits=k, seed=seed)
+                            for X in (Xb, Xe, np.hstack([Xb, Xe]))])
+    point = [float(_skm.roc_auc_score(y, prob[:, j])) for j in range(3)]
+    point.append(point[2] - point[0])
+    boot = bootstrap_aucs(y, prob, groups, n_boot=n_boot, seed=seed)
+    boot = np.column_stack([boot, boot[:, 2] - boot[:, 0]])
+    lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
+    for j, m in enumerate(keys):
+        out |= {m: point[j], f"{m}_lo": float(lo[j]), f"{m}_hi": float(hi[j])}
+    return out
+
+
+def two_sided_scores(clean_scores, adv_scores, nan_policy: str = "raise") -> tuple[np.ndarray, np.ndarray]:
+    """`two_sided_score` of the clean and the adversarial scores, the clean ones leave-one-out.
+
+    An adversarial score is placed in the distribution of all n clean scores; a clean score in that of
+    the other n - 1 clean scores (it never defines its own tail), so the clean side of an ROC built on
+    these scores is scored as a new clean image would be. Direction and scale come from clean scores only.
+    """
+    clean = _scores(clean_scores, "clean_scores", nan_policy)
+    adv = _scores(adv_scores, "adv_scores", nan_policy)
+    if clean.size < 2:
+        raise ValueError(f"clean_scores: {clean.size} score(s); leave-one-out needs at least 2")
+    srt = np.sort(clean)
+    below = np.searchsorted(srt, clean, side="left")
+    equal = np.searchsorted(srt, clean, side="right") - below      # includes the sample itself
+    cdf = (below + 0.5 * (equal - 1) + 0.5) / clean.size           # mid-rank CDF among the n - 1 others
+    return 1.0 - 2.0 * np.minimum(cdf, 1.0 - cdf), two_sided_score(clean, adv)

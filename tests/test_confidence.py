@@ -1,0 +1,235 @@
+"""Confidence baselines on hand-made logits (saturated ones included), binned AUC, two-sided scores,
+the grouped bootstrap and the cross-validated logistic comparison on synthetic data with a known answer."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from causadv_lib import config
+from causadv_lib import confidence as cf
+from causadv_lib import metrics as mt
+
+
+def _softmax64(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _softmax32(z):
+    z = np.asarray(z, np.float32)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------- scores
+def test_scores_match_the_textbook_formulas_on_moderate_logits():
+    z = np.array([[2.0, 1.0, 0.0], [0.3, 0.2, -1.0], [1.0, 1.0, 1.0], [-3.0, 4.0, 0.5]])
+    p = _softmax64(z)
+    assert np.allclose(cf.msp(z), p.max(axis=1), rtol=1e-12)
+    assert np.allclose(cf.log_msp(z), np.log(p.max(axis=1)), rtol=1e-12)
+    assert np.allclose(cf.msp_score(z), np.log(1 - p.max(axis=1)), rtol=1e-12)
+    srt = np.sort(z, axis=1)
+    assert np.allclose(cf.margin(z), srt[:, -1] - srt[:, -2])
+    assert np.allclose(cf.margin_score(z), -(srt[:, -1] - srt[:, -2]))
+    h = -(p * np.log(p)).sum(axis=1)
+    assert np.allclose(cf.entropy(z), h, rtol=1e-12)
+    assert np.allclose(cf.entropy_score(z), np.log(h), rtol=1e-12)
+    assert cf.entropy(z)[2] == pytest.approx(math.log(3))      # uniform: log C, margin 0
+    assert cf.margin(z)[2] == 0.0
+
+
+def test_saturated_logits_where_float32_softmax_gives_exactly_one():
+    z = np.array([[20.0, 0, 0, 0], [30.0, 0, 0, 0], [60.0, 1.0, 0, 0], [800.0, 0, 0, 0]], np.float32)
+    assert (_softmax32(z).max(axis=1) == 1.0).all()            # float32 MSP cannot tell these rows apart
+    s = cf.msp_score(z)
+    assert np.isfinite(s).all()
+    # log(1 - p_max) = a - log1p(e^a), a = log(sum_{j != top} e^{z_j - z_top}) = log(3) - 20 etc.
+    exact = lambda a: a - math.log1p(math.exp(a))  # noqa: E731
+    assert s[0] == pytest.approx(exact(math.log(3) - 20), rel=1e-12)
+    assert s[1] == pytest.approx(exact(math.log(3) - 30), rel=1e-12)
+    assert s[2] == pytest.approx(exact(math.log(math.exp(-59) + 2 * math.exp(-60))), rel=1e-12)
+    assert s[3] == pytest.approx(math.log(3) - 800, rel=1e-12)  # 1 - p_max = 3e^-800 underflows float64: exact
+    assert list(np.argsort(s)) == [3, 2, 1, 0]                 # less confident = larger score
+    le = cf.entropy_score(z)
+    assert np.isfinite(le).all() and list(np.argsort(le)) == [3, 2, 1, 0]
+    # H ~ sum_j e^{d_j} (1 - d_j) for saturated rows: row 0, d = -20 three times
+    assert le[0] == pytest.approx(math.log(3 * math.exp(-20) * 21), rel=1e-6)
+    assert cf.log_msp(z)[1] == pytest.approx(-3 * math.exp(-30), rel=1e-9)   # not 0: exact log p_max
+    assert np.array_equal(cf.margin(z), [20.0, 30.0, 59.0, 800.0])
+
+
+def test_scores_dict_features_and_direction():
+    z = np.array([[5.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    sc = cf.scores(z)
+    assert list(sc) == list(cf.SCORES) == ["msp", "margin", "entropy"]
+    for name, s in sc.items():                                 # less confident rows score higher
+        assert s[0] < s[1] < s[2], name
+    f = cf.features(z)
+    assert f.shape == (3, 3) and np.array_equal(f[:, 1], sc["margin"])
+    assert cf.features(np.zeros((0, 4), np.float32)).shape == (0, 3)
+
+
+def test_score_input_checks():
+    with pytest.raises(ValueError, match="2-D"):
+        cf.msp_score(np.zeros(3))
+    with pytest.raises(ValueError, match="C >= 2"):
+        cf.msp_score(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="non-finite"):
+        cf.margin(np.array([[0.0, np.inf]]))
+    with pytest.raises(ValueError, match="floating"):
+        cf.entropy(np.array([[1, 0]]))
+
+
+def test_ties_at_the_top_are_half_mass():
+    z = np.array([[3.0, 3.0, -np.float64(40)]])
+    assert cf.msp(z)[0] == pytest.approx(0.5, rel=1e-12)
+    assert cf.margin(z)[0] == 0.0
+    assert cf.entropy(z)[0] == pytest.approx(math.log(2), rel=1e-9)
+
+
+# --------------------------------------------------------------------------------- binned AUC
+def test_binned_auc_rows_counts_and_nan_for_one_sided_bins():
+    clean = np.array([0.0, 1.0, 2.0, 3.0])
+    adv = np.array([5.0, 6.0, 0.5, 0.2])
+    clean_by = np.array([0.1, 0.2, 0.8, 0.9])
+    adv_by = np.array([0.15, 0.25, 0.3, 0.35])
+    rows = mt.binned_auc(clean, adv, clean_by, adv_by, n_bins=2)
+    # pooled by: 0.1 .15 .2 .25 .3 .35 .8 .9 -> median 0.275: bin 0 = {c 0.1, 0.2; a 0.15, 0.25}
+    assert (rows[0]["n_clean"], rows[0]["n_adv"]) == (2, 2)
+    assert rows[0]["auc"] == 1.0                     # adv 5, 6 above clean 0, 1
+    assert (rows[1]["n_clean"], rows[1]["n_adv"]) == (2, 2)
+    assert rows[1]["auc"] == 0.0                     # adv 0.5, 0.2 below clean 2, 3
+    assert mt.within_bin_auc(rows) == 0.5
+    one_sided = mt.binned_auc([0.0, 1.0], [2.0, 3.0], [0.0, 0.1], [0.9, 1.0], n_bins=2)
+    assert [(r["n_clean"], r["n_adv"]) for r in one_sided] == [(2, 0), (0, 2)]
+    assert all(math.isnan(r["auc"]) for r in one_sided)
+    assert math.isnan(mt.within_bin_auc(one_sided))
+
+
+def test_binned_auc_one_bin_is_the_plain_auc_and_nan_scores_drop():
+    rng = np.random.default_rng(1)
+    c, a = rng.normal(size=30), rng.normal(0.7, size=25)
+    rows = mt.binned_auc(c, a, rng.random(30), rng.random(25), n_bins=1)
+    assert rows[0]["n_clean"] == 30 and rows[0]["auc"] == pytest.approx(mt.roc_auc(c, a))
+    assert mt.within_bin_auc(rows) == pytest.approx(mt.roc_auc(c, a))
+    c2 = c.copy()
+    c2[:5] = np.nan
+    rows = mt.binned_auc(c2, a, rng.random(30), rng.random(25), n_bins=3)
+    assert sum(r["n_clean"] for r in rows) == 25 and sum(r["n_adv"] for r in rows) == 25
+    with pytest.raises(ValueError, match="aligned"):
+        mt.binned_auc(c, a, rng.random(29), rng.random(25))
+    with pytest.raises(ValueError, match="finite"):
+        mt.binned_auc(c, a, np.full(30, np.nan), rng.random(25))
+
+
+def test_within_bin_auc_removes_a_confounder():
+    # the score is confidence plus noise; adversarial samples are less confident: a high plain AUC that
+    # vanishes inside bins of equal confidence
+    rng = np.random.default_rng(2)
+    conf_c, conf_a = rng.normal(0, 1, 2000), rng.normal(2, 1, 2000)
+    c, a = conf_c + 0.1 * rng.normal(size=2000), conf_a + 0.1 * rng.normal(size=2000)
+    assert mt.roc_auc(c, a) > 0.85
+    rows = mt.binned_auc(c, a, conf_c, conf_a, n_bins=20)
+    assert abs(mt.within_bin_auc(rows) - 0.5) < 0.1
+
+
+# ------------------------------------------------------------------------------ two-sided scores
+def test_two_sided_scores_leave_one_out_and_direction_free():
+    clean = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    tc, ta = mt.two_sided_scores(clean, [-10.0, 2.0, 10.0])
+    assert ta[0] == pytest.approx(ta[2]) and ta[0] > ta[1]   # both tails alike
+    for i in range(clean.size):                         # clean i against the others only
+        others = np.delete(clean, i)
+        assert tc[i] == pytest.approx(mt.two_sided_score(others, clean[i:i + 1])[0])
+    with pytest.raises(ValueError, match="at least 2"):
+        mt.two_sided_scores([1.0], [2.0])
+    tc, _ = mt.two_sided_scores([1.0, 1.0, 1.0], [1.0])
+    assert np.allclose(tc, 0.0)                         # ties: the median
+
+
+# ------------------------------------------------------------------------------------ bootstrap
+def test_bootstrap_aucs_exact_weighted_auc_and_seeded():
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(15, int), np.ones(12, int)]
+    s = np.column_stack([rng.integers(0, 4, 27), rng.normal(size=27)]).astype(float)   # ties in column 0
+    groups = np.r_[np.arange(15), rng.integers(0, 15, 12)]
+    b1 = mt.bootstrap_aucs(y, s, groups, n_boot=50, seed=7)
+    b2 = mt.bootstrap_aucs(y, s, groups, n_boot=50, seed=7)
+    assert b1.shape == (50, 2) and np.array_equal(b1, b2, equal_nan=True)
+    assert not np.array_equal(b1, mt.bootstrap_aucs(y, s, groups, n_boot=50, seed=8))
+    # replicate 0 recomputed by expanding the drawn groups
+    _, gi = np.unique(groups, return_inverse=True)
+    draw = np.random.default_rng(7).integers(0, gi.max() + 1, size=(50, gi.max() + 1))[0]
+    idx = np.concatenate([np.flatnonzero(gi == g) for g in draw])
+    yy, ss = y[idx], s[idx]
+    for j in range(2):
+        pairs = [(p > n) + 0.5 * (p == n) for p, n in itertools.product(ss[yy == 1, j], ss[yy == 0, j])]
+        assert b1[0, j] == pytest.approx(np.mean(pairs))
+
+
+def test_bootstrap_aucs_nan_without_both_classes():
+    y = np.array([0, 1])
+    b = mt.bootstrap_aucs(y, np.array([0.0, 1.0]), n_boot=200, seed=0)
+    assert np.isnan(b).any() and np.nanmax(b) == 1.0
+
+
+# ---------------------------------------------------------------------- cross-validated logistic
+def _synthetic(n=200, signal=2.0, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n, int), np.ones(n, int)]
+    conf = rng.normal(size=(2 * n, 2)) + y[:, None] * np.array([1.0, 0.0])     # confidence carries signal
+    informative = rng.normal(size=(2 * n, 1)) + signal * y[:, None]            # independent extra signal
+    noise = rng.normal(size=(2 * n, 3))
+    groups = np.r_[np.arange(n), np.arange(n)]                                 # pairs: clean i, adv i
+    return y, conf, informative, noise, groups
+
+
+def test_cv_logistic_extra_signal_is_detected():
+    y, conf, informative, _, groups = _synthetic()
+    r = mt.logistic_cv_comparison(conf, informative, y, groups, n_splits=5, seed=config.SEED, n_boot=300)
+    assert r["n_neg"] == r["n_pos"] == 200 and r["n_splits"] == 5
+    assert 0.70 < r["auc_base"] < 0.82                  # one unit of mean shift: AUC ~ 0.76
+    assert r["auc_both"] > r["auc_base"] + 0.1
+    assert r["delta_lo"] > 0                           # the interval says: the extra features add
+    assert r["auc_base_lo"] <= r["auc_base"] <= r["auc_base_hi"]
+    assert r["delta"] == pytest.approx(r["auc_both"] - r["auc_base"])
+
+
+def test_cv_logistic_pure_noise_adds_nothing():
+    y, conf, _, noise, groups = _synthetic(seed=1)
+    r = mt.logistic_cv_comparison(conf, noise, y, groups, n_splits=5, seed=config.SEED, n_boot=300)
+    assert abs(r["auc_extra"] - 0.5) < 0.1
+    assert r["delta_lo"] < 0 < r["delta_hi"] or r["delta_hi"] <= 0     # no evidence that noise adds
+    assert r["delta"] < 0.03
+
+
+def test_cv_logistic_is_deterministic_with_the_seed_and_handles_nan_features():
+    y, conf, informative, noise, groups = _synthetic(n=60, seed=2)
+    extra = np.hstack([informative, noise])
+    extra[::7, 1] = np.nan                              # a strategy that could not judge some samples
+    a = mt.logistic_cv_comparison(conf, extra, y, groups, seed=config.SEED, n_boot=100)
+    b = mt.logistic_cv_comparison(conf, extra, y, groups, seed=config.SEED, n_boot=100)
+    assert a == b
+    p1 = mt.cross_validated_probabilities(extra, y, groups, seed=config.SEED)
+    assert np.isfinite(p1).all() and np.array_equal(p1, mt.cross_validated_probabilities(extra, y, groups,
+                                                                                         seed=config.SEED))
+    assert not np.array_equal(p1, mt.cross_validated_probabilities(extra, y, groups, seed=config.SEED + 1))
+
+
+def test_cv_logistic_groups_never_straddle_folds():
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y, conf, _, _, groups = _synthetic(n=40, seed=3)
+    for train, test in StratifiedGroupKFold(5, shuffle=True, random_state=config.SEED).split(conf, y, groups):
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_cv_logistic_too_few_samples_gives_nan():
+    y = np.array([0, 0, 0, 1])
+    r = mt.logistic_cv_comparison(np.zeros((4, 1)), np.zeros((4, 1)), y, n_boot=10)
+    assert r["n_splits"] == 0 and math.isnan(r["auc_base"]) and math.isnan(r["delta_hi"])
+    assert np.isnan(mt.cross_validated_probabilities(np.zeros((4, 1)), y)).all()
+    with pytest.raises(ValueError, match="0/1"):
+        mt.cross_validated_probabilities(np.zeros((3, 1)), np.array([0, 1, 2]))
