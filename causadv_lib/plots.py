@@ -86,7 +86,7 @@ def adversarial_examples(clean: np.ndarray, adversarial: Sequence[np.ndarray], t
         axes[1, j].set_title(f"max |delta| = {np.abs(delta).max():.1f}", fontsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if suptitle else None)
     return fig
 
 
@@ -115,7 +115,7 @@ def ci_grid(panels: Sequence[Sequence[tuple[str, np.ndarray | None]]], *, sort: 
                 ax.set_xlabel("")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if suptitle else None)
     return fig
 
 
@@ -191,7 +191,7 @@ def roc_grid(curves: dict, row_names: Sequence[str], col_names: Sequence[str], *
                 ax.set_xlabel("FPR", fontsize=7)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if suptitle else None)
     return fig
 
 
@@ -244,3 +244,35 @@ def heatmap_grid(panels: Sequence[Sequence[dict | None]], *, row_labels: Sequenc
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return fig
+
+
+def interval_dots(ax, categories: Sequence[str], series: dict[str, tuple], *, ylabel: str,
+                  title: str | None = None, reference: float | None = None, ylim: tuple | None = None,
+                  markers: str = "os^Dv<>"):
+    """Points with error bars, several series side by side per category.
+
+    ``series[name] = (values, lo, hi)``, one entry per category each (None or NaN: not drawn, "n/a" written
+    at the axis). `reference`: a dotted horizontal line (e.g. AUC 0.5).
+    """
+    x = np.arange(len(categories))
+    width = 0.7 / max(1, len(series))
+    if reference is not None:
+        ax.axhline(reference, color="#888888", linewidth=0.7, linestyle=":")
+    for k, (name, (values, lo, hi)) in enumerate(series.items()):
+        v, l, h = (np.array([np.nan if u is None else u for u in arr], np.float64) for arr in (values, lo, hi))
+        pos = x + (k - (len(series) - 1) / 2) * width
+        ok = np.isfinite(v)
+        err = np.vstack([np.where(np.isfinite(l), v - l, 0.0), np.where(np.isfinite(h), h - v, 0.0)])[:, ok]
+        ax.errorbar(pos[ok], v[ok], yerr=np.clip(err, 0.0, None), fmt=markers[k % len(markers)], markersize=4,
+                    capsize=2, linewidth=0.9, label=name)
+        for p in pos[~ok]:
+            ax.text(p, 0.02, "n/a", rotation=90, fontsize=5, ha="center", va="bottom",
+                    transform=ax.get_xaxis_transform())
+    ax.set_xticks(x, categories, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=min(4, len(series)), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
+    return ax

@@ -1,0 +1,383 @@
+"""Causal heatmaps (paper section 5, Figure 4), Grad-CAM on the same layer, and a heatmap-consistency score.
+
+For a sample x predicted as class c, with activation maps A_k(x) (h x w, one per filter k) at the CI layer:
+
+=========== =======================================================================================
+method      map at the layer's resolution, before normalisation
+=========== =======================================================================================
+``causal``  ReLU(sum_k w_k A_k(x)), w_k = max(CI_k of c's prototype, 0): the paper's idea, the
+            prototype's causal filters (CI > 0) weighted by their CI
+``authors`` ReLU(mean_k m_k A_k(x)), m_k = 1 where CI_k of c's prototype > 0: what the authors' code
+            drew (a binary mask of the causal filters and the channel mean; the CI is not used)
+``gradcam`` ReLU(sum_k a_k A_k(x)), a_k = spatial mean of d z_c / d A_k: Grad-CAM of the logit z_c
+            (the input of the model's final Softmax) on the same layer
+=========== =======================================================================================
+
+Each map is divided by its maximum (so it lies in [0, 1]; a map that is zero everywhere stays zero: no
+causal filter is active on x) and upsampled bilinearly to the image size (`heatmaps`, `gradcam`).
+A class without a prototype has no causal heatmap: its map is NaN.
+
+The paper only shows pictures. `consistency` turns the idea into a number: the agreement between the
+sample's *own* CI-weighted map (weights: the sample's own CI of its predicted class, causal filters only)
+and the map built from the predicted class's prototype CI, both from the sample's activations, as the
+cosine (or Pearson correlation) over the h x w positions. A clean sample should use its class's causal
+filters where its prototype does; ``1 - agreement`` is the detection score (larger = more suspicious).
+An all-zero or constant map (e.g. no causal filter at all) has agreement 0.
+
+Inputs: float pixel values in [0, 255] at the model's input size (``zoo_model.normalize`` is applied
+here), like `causadv_lib.attacks`. Activations are computed in fixed batches of `BATCH` images (short
+batches are padded), so a map does not depend on which images share the call. A model, layer, CI vector
+or image that does not fit stops with an error naming it (the image by its index and shape).
+"""
+from __future__ import annotations
+
+import math
+import weakref
+
+import numpy as np
+
+__all__ = ["METHODS", "MEASURES", "BATCH", "check_layer", "activations", "layer_maps", "normalise", "upsample",
+           "heatmaps", "gradcam", "agreement", "consistency", "consistency_scores", "detection_rows",
+           "SCORE_NAMES"]
+
+METHODS = ("causal", "authors", "gradcam")
+MEASURES = ("cosine", "pearson")
+#: images per compiled call (fixed layout: short batches are padded)
+BATCH = 16
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _name(zm) -> str:
+    return getattr(zm, "name", None) or getattr(getattr(zm, "model", None), "name", "?")
+
+
+def _resolve(zm):
+    from . import zoo
+
+    if isinstance(zm, str):
+        return zoo.get(zm)
+    if not hasattr(zm, "model") or not hasattr(zm, "input_shape"):
+        raise ValueError(f"expected a zoo model (zoo.get(name) or zoo.custom(...)), got {type(zm).__name__}")
+    if getattr(zm, "normalize", None) is None:
+        raise ValueError(f"model {_name(zm)}: has no `normalize` (float pixels in [0, 255] -> model inputs); "
+                         "build it with zoo.custom(..., normalize=...)")
+    return zm
+
+
+def check_layer(zm, layer: str | None = None) -> str:
+    """The layer's name (default: the model's CI layer) after checking it exists with an (h, w, K) output."""
+    zm = _resolve(zm)
+    layer = zm.ci_layer if layer is None else layer
+    try:
+        lyr = zm.model.get_layer(layer)
+    except (ValueError, TypeError):
+        raise ValueError(f"model {_name(zm)}: no layer named {layer!r} (its CI layer is {zm.ci_layer!r})") from None
+    shape = tuple(lyr.output.shape)
+    if len(shape) != 4:
+        raise ValueError(f"model {_name(zm)}: layer {layer!r} has output shape {shape}; a heatmap needs a "
+                         "convolutional (batch, h, w, filters) output")
+    return layer
+
+
+def _pixels(zm, images, what: str) -> np.ndarray:
+    from .defences import check_pixels
+
+    return check_pixels(images, zm.input_shape, what=f"{what} (model {_name(zm)})")
+
+
+def _filters(zm, layer) -> int:
+    return int(zm.model.get_layer(layer).output.shape[-1])
+
+
+def _check_vectors(zm, layer, ci, n: int, what: str) -> np.ndarray:
+    v = np.asarray(ci, np.float32)
+    K = _filters(zm, layer)
+    if v.ndim != 2 or v.shape[1] != K or v.shape[0] != n:
+        raise ValueError(f"{what}: expected ({n}, {K}) CI vectors (one per image, one value per filter of layer "
+                         f"{layer!r} of model {_name(zm)}), got shape {v.shape}")
+    return v
+
+
+def _check_prototypes(zm, layer, prototypes):
+    K = _filters(zm, layer)
+    ci = np.asarray(prototypes.ci, np.float32)
+    player = getattr(prototypes, "layer", None)
+    if player is not None and player != layer:
+        raise ValueError(f"model {_name(zm)}: the prototypes' CI vectors are of layer {player!r}, the heatmap's "
+                         f"layer is {layer!r}")
+    if ci.ndim != 2 or ci.shape[1] != K or ci.shape[0] != len(zm.class_names):
+        raise ValueError(f"model {_name(zm)}: prototypes of shape {ci.shape} do not fit layer {layer!r} "
+                         f"({len(zm.class_names)} classes x {K} filters)")
+    return ci
+
+
+def _check_classes(zm, classes, n: int) -> np.ndarray:
+    c = np.asarray(classes)
+    C = len(zm.class_names)
+    if c.shape != (n,) or (n and not np.issubdtype(c.dtype, np.integer)):
+        raise ValueError(f"classes: expected {n} integer class indices (one per image), got {c.dtype} {c.shape}")
+    bad = (c < 0) | (c >= C)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"classes: image {i} has class {int(c[i])}, outside 0..{C - 1} of model {_name(zm)}")
+    return c.astype(np.int64)
+
+
+# -------------------------------------------------------------------------------- compiled passes
+_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _logits_tensor(model):
+    from .zoo import _is_softmax, _producer, check_structure
+
+    problems = check_structure(model)
+    if problems:
+        raise ValueError(f"model {model.name}: Grad-CAM needs a model ending in Dense 'logits' + Softmax: "
+                         + "; ".join(problems))
+    return _producer(model, model.outputs[0]).input
+
+
+def _fn(model, layer: str, kind: str):
+    """Compiled (acts) or (acts, Grad-CAM map) function of (inputs[, classes]), one per (model, layer, kind)."""
+    import keras
+    import tensorflow as tf
+
+    per_model = _FNS.setdefault(model, {})
+    if (layer, kind) in per_model:
+        return per_model[(layer, kind)]
+    acts_t = model.get_layer(layer).output
+    if kind == "acts":
+        sub = keras.Model(model.inputs, acts_t)
+
+        @tf.function(reduce_retracing=True)
+        def f(x):
+            return sub(x, training=False)
+    else:
+        sub = keras.Model(model.inputs, [acts_t, _logits_tensor(model)])
+
+        @tf.function(reduce_retracing=True)
+        def f(x, c):
+            with tf.GradientTape() as tape:
+                acts, logits = sub(x, training=False)
+                z = tf.gather(logits, c, batch_dims=1)
+            grads = tape.gradient(z, acts)
+            alpha = tf.reduce_mean(grads, axis=(1, 2))
+            return acts, tf.nn.relu(tf.einsum("nhwk,nk->nhw", acts, alpha))
+    per_model[(layer, kind)] = f
+    return f
+
+
+def _run(f, arrays: list[np.ndarray], n: int):
+    """Apply `f` to fixed-size padded batches of `arrays` (first: inputs); concatenate each output."""
+    outs = None
+    for i in range(0, n, BATCH):
+        parts = []
+        for a in arrays:
+            b = a[i:i + BATCH]
+            if len(b) < BATCH:
+                b = np.concatenate([b, np.repeat(b[-1:], BATCH - len(b), axis=0)])
+            parts.append(b)
+        res = f(*parts)
+        res = res if isinstance(res, (tuple, list)) else (res,)
+        take = min(BATCH, n - i)
+        vals = [np.asarray(r)[:take] for r in res]
+        outs = [[v] for v in vals] if outs is None else [o + [v] for o, v in zip(outs, vals)]
+    return [np.concatenate(o) for o in outs]
+
+
+def activations(zm, images, layer: str | None = None) -> np.ndarray:
+    """(N, h, w, K) float32 activation maps of float pixels `images` at `layer` (default: the CI layer)."""
+    zm = _resolve(zm)
+    layer = check_layer(zm, layer)
+    x = _pixels(zm, images, "activations")
+    if len(x) == 0:
+        shape = tuple(zm.model.get_layer(layer).output.shape[1:])
+        return np.zeros((0, *shape), np.float32)
+    return _run(_fn(zm.model, layer, "acts"), [np.asarray(zm.normalize(x), np.float32)], len(x))[0]
+
+
+# ------------------------------------------------------------------------------------------- maps
+def layer_maps(acts: np.ndarray, weights: np.ndarray, reduce: str = "sum") -> np.ndarray:
+    """ReLU(sum_k weights[n, k] * acts[n, :, :, k]) (``reduce="mean"``: divided by K): (N, h, w) float32."""
+    acts = np.asarray(acts, np.float32)
+    w = np.asarray(weights, np.float32)
+    m = np.einsum("nhwk,nk->nhw", acts, w, optimize=True)
+    if reduce == "mean":
+        m = m / acts.shape[-1]
+    return np.maximum(m, 0.0).astype(np.float32)
+
+
+def normalise(maps: np.ndarray) -> np.ndarray:
+    """Each map divided by its maximum (in [0, 1]); all-zero maps stay zero, NaN maps stay NaN."""
+    m = np.asarray(maps, np.float32)
+    peak = m.reshape(len(m), -1).max(axis=1) if m.size else np.zeros(len(m), np.float32)
+    scale = np.where(peak > 0, peak, 1.0).astype(np.float32)
+    return (m / scale.reshape(-1, *([1] * (m.ndim - 1)))).astype(np.float32)
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N, h, w) maps resized bilinearly (half-pixel centres) to (N, H, W), float32."""
+    import tensorflow as tf
+
+    m = np.asarray(maps, np.float32)
+    if len(m) == 0:
+        return np.zeros((0, *size), np.float32)
+    out = tf.image.resize(m[..., None], tuple(int(s) for s in size), method="bilinear")
+    return np.asarray(out[..., 0], np.float32)
+
+
+def _prototype_weights(proto_ci: np.ndarray, classes: np.ndarray, method: str) -> np.ndarray:
+    w = proto_ci[classes]                                    # NaN rows: no prototype
+    if method == "authors":
+        return np.where(np.isnan(w), np.nan, (w > 0).astype(np.float32))
+    return np.where(np.isnan(w), np.nan, np.maximum(w, 0.0))
+
+
+def heatmaps(zm, images, prototypes, classes, *, method: str = "causal", layer: str | None = None,
+             upsampled: bool = True) -> np.ndarray:
+    """Heatmaps of `images` for `classes` by `method` (``causal``, ``authors``, ``gradcam``), in [0, 1].
+
+    `prototypes`: `prototypes.Prototypes` of the same layer (ignored by Grad-CAM). Returns (N, H, W) at
+    the image size (``upsampled=False``: (N, h, w) at the layer's size). NaN maps: no prototype of the class.
+    """
+    zm = _resolve(zm)
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    layer = check_layer(zm, layer)
+    x = _pixels(zm, images, f"{method} heatmap")
+    c = _check_classes(zm, classes, len(x))
+    if method == "gradcam":
+        maps = _gradcam(zm, x, c, layer)
+    else:
+        proto = _check_prototypes(zm, layer, prototypes)
+        w = _prototype_weights(proto, c, method)
+        acts = activations(zm, x, layer)
+        maps = layer_maps(acts, np.nan_to_num(w), reduce="mean" if method == "authors" else "sum")
+        maps[np.isnan(w).any(axis=1)] = np.nan
+    maps = normalise(maps)
+    return upsample(maps, zm.input_shape[:2]) if upsampled else maps
+
+
+def _gradcam(zm, x, c, layer) -> np.ndarray:
+    if len(x) == 0:
+        return np.zeros((0, *zm.model.get_layer(layer).output.shape[1:3]), np.float32)
+    f = _fn(zm.model, layer, "gradcam")
+    return _run(f, [np.asarray(zm.normalize(x), np.float32), c.astype(np.int32)], len(x))[1]
+
+
+def gradcam(zm, images, classes=None, *, layer: str | None = None, upsampled: bool = True) -> np.ndarray:
+    """Grad-CAM of the logit of `classes` (default: the predicted class) w.r.t. `layer`, in [0, 1]."""
+    zm = _resolve(zm)
+    layer = check_layer(zm, layer)
+    x = _pixels(zm, images, "Grad-CAM")
+    if classes is None:
+        from . import ci
+
+        classes = ci.predict_probabilities(zm.model, zm.normalize(x)).argmax(axis=1) if len(x) else np.zeros(0, int)
+    c = _check_classes(zm, classes, len(x))
+    maps = normalise(_gradcam(zm, x, c, layer))
+    return upsample(maps, zm.input_shape[:2]) if upsampled else maps
+
+
+# ------------------------------------------------------------------------------------ consistency
+def agreement(a: np.ndarray, b: np.ndarray, measure: str = "cosine") -> np.ndarray:
+    """Per pair of maps (N, ...): cosine or Pearson over positions; 0 where a map is zero/constant; NaN kept."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure: expected one of {MEASURES}, got {measure!r}")
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    if a.shape != b.shape:
+        raise ValueError(f"agreement: maps of shapes {a.shape} and {b.shape} differ")
+    if measure == "pearson":
+        a = a - a.mean(axis=1, keepdims=True)
+        b = b - b.mean(axis=1, keepdims=True)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    dot = (a * b).sum(axis=1)
+    eps = 1e-12
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where((na > eps) & (nb > eps), dot / (na * nb), 0.0)
+    return np.clip(np.where(np.isnan(na) | np.isnan(nb), np.nan, out), -1.0, 1.0)
+
+
+def consistency(zm, images, own_ci, classes, prototypes, *, measures=MEASURES, layer: str | None = None) -> dict:
+    """{measure: (N,) agreement} between each image's own CI-weighted map and its class prototype's map.
+
+    `own_ci` (N, K): the image's own CI vector of its predicted class `classes` (as `ci.CIResult.ci`).
+    NaN where the class has no prototype. One activation pass serves every measure.
+    """
+    zm = _resolve(zm)
+    layer = check_layer(zm, layer)
+    x = _pixels(zm, images, "consistency")
+    own = _check_vectors(zm, layer, own_ci, len(x), "own_ci")
+    c = _check_classes(zm, classes, len(x))
+    proto = _check_prototypes(zm, layer, prototypes)
+    for m in measures:
+        if m not in MEASURES:
+            raise ValueError(f"measure: expected one of {MEASURES}, got {m!r}")
+    if len(x) == 0:
+        return {m: np.zeros(0) for m in measures}
+    w_proto = _prototype_weights(proto, c, "causal")
+    acts = activations(zm, x, layer)
+    own_map = layer_maps(acts, np.maximum(own, 0.0))
+    proto_map = layer_maps(acts, np.nan_to_num(w_proto))
+    missing = np.isnan(w_proto).any(axis=1)
+    out = {}
+    for m in measures:
+        a = agreement(own_map, proto_map, m)
+        a[missing] = np.nan
+        out[m] = a
+    return out
+
+
+SCORE_NAMES = {"cosine": "heatmap: 1 - cosine(own, prototype)", "pearson": "heatmap: 1 - Pearson(own, prototype)"}
+
+
+def consistency_scores(exp, eps: float | None = None, *, zm=None, measures=MEASURES) -> dict:
+    """{(measure, group): (n,) agreement} for the clean set (``"Clean"``) and each attack's successes at `eps`.
+
+    Clean: the correctly classified clean images; attacks: the successful adversarial examples; each with
+    its own CI vector and predicted class from the experiment (NaN: no prototype of the class).
+    """
+    from . import experiment, zoo
+
+    eps = exp.setup.paper_eps if eps is None else float(eps)
+    zm = zoo.get(exp.setup.model) if zm is None else zm
+    cs = exp.clean
+    ok = cs.correct
+    groups = [(experiment.CLEAN, cs.pixels[ok], cs.ci.ci[ok], cs.ci.predicted[ok])]
+    for key in exp.setup.keys(eps):
+        adv = exp.adversarial.get(key)
+        if adv is None:
+            continue
+        s = adv.success
+        groups.append((key, adv.result.adversarial[s], adv.ci.ci[s], adv.ci.predicted[s]))
+    out = {}
+    for g, x, ci_, pred in groups:
+        res = consistency(zm, x, ci_, np.asarray(pred, np.int64), exp.prototypes, measures=measures)
+        for m in measures:
+            out[(m, g)] = res[m]
+    return out
+
+
+def detection_rows(exp, *, zm=None, measures=MEASURES) -> list[dict]:
+    """ROC rows of the consistency score (1 - agreement), in `experiment.detection_rows`'s layout."""
+    from . import experiment, metrics
+
+    rows = []
+    for eps in exp.setup.eps:
+        sc = consistency_scores(exp, eps, zm=zm, measures=measures)
+        for m in measures:
+            clean = 1.0 - sc[(m, experiment.CLEAN)]
+            for key in exp.setup.keys(eps):
+                if (m, key) not in sc:
+                    continue
+                d = metrics.detection_row(clean, 1.0 - sc[(m, key)], fpr=0.05, nan_policy="omit")
+                rows.append({"dataset": experiment.DATASET_LABELS[exp.setup.dataset], "eps": key.eps_label,
+                             "strategy": f"heatmap {m}", "score": SCORE_NAMES[m], "attack": key.label,
+                             "n_clean": d["n_clean"], "n_adv": d["n_adv"], "auc": _round(d["auc"]),
+                             "tpr@5%fpr": _round(d["tpr_at_5fpr"]), "realised fpr": _round(d["realised_fpr"])})
+    return rows
+
+
+def _round(x, nd: int = 3):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
