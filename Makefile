@@ -56,9 +56,9 @@ $(OUT)/%.ipynb: notebooks/%.py $(LIB) $(STAMP) | $(OUT)/.data-verified
 	  $(OUT)/$*.src.ipynb $(OUT)/$*.run.ipynb || { mv $(OUT)/$*.run.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; rm -f $(OUT)/$*.src.ipynb; exit 1; }
 	rm -f $(OUT)/$*.src.ipynb $(OUT)/$*.failed.ipynb
 	mv $(OUT)/$*.run.ipynb $@
-	@awk -v s="$$(cat $(OUT)/$*.started)" -v e="$$(date +%s.%N)" 'BEGIN { printf "%.1f\n", e - s }' > $(OUT)/$*.seconds
-	@rm -f $(OUT)/$*.started
-	@echo "$*: $$(cat $(OUT)/$*.seconds) s"
+	@if test -s $(OUT)/$*.started; then \
+	  awk -v s="$$(cat $(OUT)/$*.started)" -v e="$$(date +%s.%N)" 'BEGIN { printf "%.1f\n", e - s }' > $(OUT)/$*.seconds; \
+	  rm -f $(OUT)/$*.started; echo "$*: $$(cat $(OUT)/$*.seconds) s"; fi
 
 # Stage order: notebooks 03 onwards read the attacks and CI vectors that 02 stores in the cache, so they
 # run after it (order-only: a rerun of 02 alone does not make them stale; a library change does).
