@@ -11,6 +11,7 @@ refuses NaN/Inf, values outside [0, 255] and float batches that look scaled to [
 | model | geometry | normalisation (x = pixel value in [0, 255]) |
 |---|---|---|
 | ``mobilenet_v2_imagenet`` | shorter side resized to 256 (bilinear), central 224x224 crop | x / 127.5 - 1 |
+| ``mobilenet_v1_imagenet`` | shorter side resized to 219 = round(192 / 0.875) (bilinear), central 192x192 crop | x / 128 - 1 |
 | ``vgg16_imagenet`` | same as MobileNetV2 | RGB -> BGR, minus (103.939, 116.779, 123.68) (Keras ``caffe``) |
 | ``vgg16_bn_cifar10`` | none: exactly 32x32 | (x / 255 - mean) / std, mean/std from the model's JSON |
 | ``resnet20_cifar10``, ``resnet56_cifar10`` | none: exactly 32x32 | (x / 255 - mean) / std, ImageNet mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225) |
@@ -34,6 +35,21 @@ MobileNetV2 normalisation: the TFLite file quantises its uint8 input with scale 
 (0.0039) above x / 127.5 - 1, an artefact of rounding the zero point 127.5 down. The float network was
 trained on x / 127.5 - 1 (Keras ``mobilenet_v2.preprocess_input``), which is what is used here;
 feeding (x - 127) / 127.5 instead changed no top-1 figure above by more than 0.1 point.
+
+MobileNetV1 (``mobilenet_v1_0.75_192_quant.tflite``, rebuilt by `causadv_lib.zoo.tflite`) at 192:
+its uint8 input is quantised with scale 1/128 and zero point 128, so the interpreter sees
+(x - 128) / 128 = x / 128 - 1, which is what is used (the TF-slim training convention x / 127.5 - 1
+differs by at most 0.0078, one input quantisation step; measured with it: 80.1% / 77.2% / 98.1%, the
+same within 0.1 point). Geometry: `resize_crop` at size 192, measured like MobileNetV2 with the float
+rebuild (top-1 on the 1000 sample images / the 1300 validation images; top-1 agreement with the TFLite
+interpreter fed the same uint8 pixels, on the samples / on val1300; the interpreter's own top-1 on the
+samples / on val1300):
+
+| geometry (size 192) | samples | val1300 | agreement | interpreter |
+|---|---|---|---|---|
+| ``shorter_256_crop`` (chosen): shorter side to 219, central 192x192 | 80.2% | 77.2% | 98.0% / 98.8% | 79.7% / 77.6% |
+| ``central_crop`` (central 87.5%, resized to 192x192) | 75.7% | 77.5% | 98.1% / 97.7% | 75.6% / 77.2% |
+| ``plain`` (resized to 192x192) | 71.9% | 75.2% | 96.6% / 99.0% | 71.7% / 75.4% |
 """
 from __future__ import annotations
 
@@ -48,6 +64,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 IMAGENET_SIZE = 224
+MOBILENET_V1_SIZE = 192
 CIFAR_SIZE = 32
 #: The resize conventions `resize_crop` knows; `IMAGENET_RESIZE` is the one the ImageNet models use.
 RESIZE_METHODS = ("shorter_256_crop", "central_crop", "plain")
@@ -174,11 +191,15 @@ def resize_crop(img: np.ndarray, size: int = IMAGENET_SIZE, method: str = IMAGEN
     return np.asarray(pil, dtype=np.uint8)
 
 
-def geometry_imagenet(images: Images, model: str = "imagenet model", method: str = IMAGENET_RESIZE) -> np.ndarray:
-    """uint8 RGB images of any size -> (N, 224, 224, 3) uint8 (the ImageNet models' crop and resize)."""
+def geometry_imagenet(images: Images, model: str = "imagenet model", method: str = IMAGENET_RESIZE,
+                      size: int = IMAGENET_SIZE) -> np.ndarray:
+    """uint8 RGB images of any size -> (N, size, size, 3) uint8 (the ImageNet models' crop and resize).
+
+    `size` is 224 for every ImageNet model but ``mobilenet_v1_imagenet`` (192).
+    """
     imgs = as_image_list(images, model)
-    out = [resize_crop(img, IMAGENET_SIZE, method) for img in imgs]
-    return np.stack(out) if out else np.zeros((0, IMAGENET_SIZE, IMAGENET_SIZE, 3), np.uint8)
+    out = [resize_crop(img, size, method) for img in imgs]
+    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
 
 def geometry_cifar(images: Images, model: str = "cifar10 model") -> np.ndarray:
@@ -191,6 +212,12 @@ def normalize_mobilenet_v2(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], (N, 224, 224, 3) -> x / 127.5 - 1 in [-1, 1]."""
     x = _check_float(x, IMAGENET_SIZE, "mobilenet_v2_imagenet")
     return (x / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
+
+
+def normalize_mobilenet_v1(x: np.ndarray) -> np.ndarray:
+    """Pixel values in [0, 255], (N, 192, 192, 3) -> x / 128 - 1 in [-1, 0.9922] (the TFLite file's input)."""
+    x = _check_float(x, MOBILENET_V1_SIZE, "mobilenet_v1_imagenet")
+    return (x / np.float32(128.0) - np.float32(1.0)).astype(np.float32)
 
 
 def normalize_vgg16_imagenet(x: np.ndarray) -> np.ndarray:
@@ -228,6 +255,16 @@ def normalize_resnet_cifar10(x: np.ndarray) -> np.ndarray:
 def preprocess_mobilenet_v2(images: Images) -> np.ndarray:
     """uint8 RGB images of any size -> MobileNetV2 inputs (N, 224, 224, 3) in [-1, 1]."""
     return normalize_mobilenet_v2(geometry_imagenet(images, "mobilenet_v2_imagenet"))
+
+
+def geometry_mobilenet_v1(images: Images) -> np.ndarray:
+    """uint8 RGB images of any size -> (N, 192, 192, 3) uint8: shorter side to 219, central 192x192 crop."""
+    return geometry_imagenet(images, "mobilenet_v1_imagenet", size=MOBILENET_V1_SIZE)
+
+
+def preprocess_mobilenet_v1(images: Images) -> np.ndarray:
+    """uint8 RGB images of any size -> MobileNetV1 0.75 192 inputs (N, 192, 192, 3), x / 128 - 1."""
+    return normalize_mobilenet_v1(geometry_mobilenet_v1(images))
 
 
 def preprocess_vgg16_imagenet(images: Images) -> np.ndarray:
