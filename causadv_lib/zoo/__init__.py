@@ -28,9 +28,10 @@ import numpy as np
 from .. import data, preprocess
 from ..ci import default_layer
 from .keras_apps import ModelUnavailableError
+from .tflite import from_tflite  # any TFLite image classifier as a ZooModel (zoo/tflite.py)
 
 __all__ = ["ZooModel", "UnknownModelError", "ModelUnavailableError", "get", "names", "resolve", "custom",
-           "check_structure", "split_softmax"]
+           "from_tflite", "check_structure", "split_softmax"]
 
 DATASETS = ("imagenet", "cifar10")
 
@@ -168,6 +169,12 @@ def _mobilenet_v2_imagenet() -> ZooModel:
                       functools.partial(preprocess.geometry_imagenet, model="mobilenet_v2_imagenet"))
 
 
+def _mobilenet_v1_imagenet() -> ZooModel:
+    return from_tflite(data.path("mobilenet_v1_tflite"), preprocess.preprocess_mobilenet_v1,
+                       class_names=data.imagenet_class_names(), name="mobilenet_v1_imagenet", dataset="imagenet",
+                       normalize=preprocess.normalize_mobilenet_v1, geometry=preprocess.geometry_mobilenet_v1)
+
+
 def _vgg16_imagenet() -> ZooModel:
     from . import keras_apps as m
     return _zoo_model("vgg16_imagenet", m.build(m.find_weights()), preprocess.preprocess_vgg16_imagenet,
@@ -196,6 +203,7 @@ def _resnet_cifar10(arch: str) -> Callable[[], ZooModel]:
 #: name -> builder, in the order `names()` lists them
 BUILDERS: dict[str, Callable[[], ZooModel]] = {
     "mobilenet_v2_imagenet": _mobilenet_v2_imagenet,
+    "mobilenet_v1_imagenet": _mobilenet_v1_imagenet,
     "vgg16_imagenet": _vgg16_imagenet,
     "vgg16_bn_cifar10": _vgg16_bn_cifar10,
     "resnet20_cifar10": _resnet_cifar10("resnet20"),
