@@ -245,18 +245,15 @@ def bootstrap_aucs(y, scores, groups=None, n_boot: int = 1000, seed: int = 0) ->
 def cross_validated_probabilities(X, y, groups=None, n_splits: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold P(y = 1) of a logistic regression on standardised features, one per sample.
 
-    Model: median imputation of NaN features (fit on the training folds), `StandardScaler`, then
-    scikit-learn's `LogisticRegression` (L2, C = 1, lbfgs). Folds: `StratifiedGroupKFold` over `groups`
-    (samples of one group, e.g. a clean image and its adversarial example, never straddle a split), else
-    `StratifiedKFold`; shuffled with `seed`. n_splits is lowered to the size of the smaller class; with
+    Model: median imputation of NaN features and standardisation (both fitted on the training folds),
+    then scikit-learn's `LogisticRegression` (L2, C = 1, solved by Newton-Cholesky). Folds:
+    `StratifiedGroupKFold` over `groups` (samples of one group, e.g. a clean image and its adversarial
+    example, never straddle a split), else `StratifiedKFold`; shuffled with `seed`. n_splits is lowered to the size of the smaller class; with
     fewer than 2 samples in a class the result is all NaN. A training fold holding one class predicts
     its share.
     """
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     X = np.asarray(X, np.float64)
     y = np.asarray(y)
@@ -271,6 +268,34 @@ def cross_validated_probabilities(X, y, groups=None, n_splits: int = 5, seed: in
     k = min(int(n_splits), int((y == 0).sum()), int((y == 1).sum()))
     if k < 2:
         return out
+    if groups is None:
+        split = StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y)
+    else:
+        split = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, y, np.asarray(groups))
+    for train, test in split:
+        if np.unique(y[train]).size < 2:
+            out[test] = y[train].mean()
+            continue
+        xtr, xte = _standardise(X[train], X[test])
+        model = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=1000).fit(xtr, y[train])
+        out[test] = model.predict_proba(xte)[:, 1]
+    return out
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median imputation of NaN and scaling to zero mean, unit variance, both fitted on `train` only
+    (a column that is all NaN or constant in `train` becomes 0)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # "All-NaN slice": a column set to 0 below
+        med = np.nanmedian(train, axis=0)
+    med = np.where(np.isnan(med), 0.0, med)
+    train = np.where(np.isnan(train), med, train)
+    test = np.where(np.isnan(test), med, test)
+    mu, sd = train.mean(axis=0), train.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return (train - mu) / sd, (test - mu) / sd
     if groups is None:
         split = StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y)
     else:
