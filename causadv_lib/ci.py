@@ -64,6 +64,8 @@ import tensorflow as tf
 from keras import layers as L
 from keras import tree
 
+from . import keras_graph as kg
+
 DEFINITIONS = ("probability", "log_probability", "logit", "authors")
 OUTPUTS = ("probabilities", "logits")
 METHODS = ("auto", "generic", "naive")
@@ -105,23 +107,23 @@ class CIResult:
 
 
 # ------------------------------------------------------------------------------------------ graph
-def _functional(model):
-    """The functional graph of a Keras functional or Sequential model."""
-    if isinstance(model, keras.Sequential):
-        if getattr(model, "_functional", None) is None:
-            raise ValueError(f"Sequential model {model.name!r} has no graph yet: give it a keras.Input first")
-        return model._functional
-    if not hasattr(model, "_nodes_by_depth"):
-        raise TypeError(f"expected a Keras functional or Sequential model, got {type(model).__name__} "
-                        "(a subclassed model has no graph to split)")
-    return model
+# The graph is read through `keras_graph`, the one module that touches private Keras internals.
+_functional = kg.functional
+_nodes = kg.nodes
+_producer = kg.producer
+_act_name = kg.activation_name
+_FLAT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _nodes(fmodel) -> list:
-    """The model's computation nodes in topological order (inputs first)."""
-    by_depth = fmodel._nodes_by_depth
-    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]
-            if n.operation is not None and not n.is_input]
+def _graph(model):
+    """The functional graph the engine runs: the model's own, or, for a model with nested models (a
+    ``keras.applications`` base inside a Sequential), `keras_graph.flatten`'s (the same layers and
+    weights), built once per model."""
+    fm = kg.functional(model)
+    if model not in _FLAT:
+        flat = kg.flatten(fm)
+        _FLAT[model] = None if flat is fm else flat
+    return _FLAT[model] or fm
 
 
 def _subgraph(nodes: list, tensor) -> tuple[list, list]:
@@ -155,61 +157,97 @@ def _execute(nodes: list, values: dict, special: dict | None = None) -> dict:
         if special and id(n) in special:
             special[id(n)](n, values)
             continue
-        args, kwargs = n.arguments.fill_in(values)
-        if getattr(n.operation, "_call_has_training_arg", False):
-            kwargs = {**kwargs, "training": False}
-        out = n.operation(*args, **kwargs)
-        for x, y in zip(n.outputs, tree.flatten(out)):
+        for x, y in zip(n.outputs, kg.call(n, values, training=False)):
             values[id(x)] = y
     return values
 
 
-def _act_name(fn) -> str:
-    return getattr(fn, "__name__", type(fn).__name__)
+def _feature_maps(nodes: list) -> list:
+    """Nodes whose output is a feature map: one (batch, H, W, K) output of a layer that is not pooling,
+    dropout or an identity."""
+    return [n for n in nodes
+            if isinstance(n.operation, L.Layer) and not kg.is_nested(n.operation) and len(n.outputs) == 1
+            and len(n.outputs[0].shape) == 4 and not isinstance(n.operation, _POOLING + _IDENTITY)]
 
 
-def _is_softmax(op) -> bool:
-    if isinstance(op, L.Softmax):
-        return op.axis in (-1, [-1], (-1,))
-    return isinstance(op, L.Activation) and _act_name(op.activation) == "softmax"
-
-
-def _producer(nodes: list, tensor):
-    return next(n for n in nodes if any(x is tensor for x in n.outputs))
+def _spatial(n) -> bool:
+    h, w = n.outputs[0].shape[1:3]
+    return h is None or w is None or h * w > 1
 
 
 def default_layer(model) -> str:
-    """Name of the last layer with a rank-4 output that is not pooling or dropout (the CI layer)."""
-    fm = _functional(model)
-    for n in reversed(_nodes(fm)):
-        op = n.operation
-        if (isinstance(op, L.Layer) and len(n.outputs) == 1 and len(n.outputs[0].shape) == 4
-                and not isinstance(op, _POOLING + _IDENTITY)):
-            return op.name
-    raise ValueError(f"model {model.name!r} has no layer with an (H, W, K) output")
+    """The default CI layer: the last convolutional feature map with spatial extent.
+
+    The last layer (in topological order) whose output is a (batch, H, W, K) feature map with H x W > 1
+    and that is not pooling, dropout or an identity: the last convolution's output after its activation
+    (and batchnorm, where it comes after) in the usual architectures. Maps of 1 x 1 are passed over
+    where the model has a larger one: a classifier written as 1 x 1 convolutions after global pooling
+    (MobileNetV3's ``logits``) is not a feature map. A model whose maps are all 1 x 1 gets its last one.
+    Inside nested models the layer is named ``outer/inner`` (`keras_graph.find_layer`).
+    """
+    maps = _feature_maps(kg.nodes(_graph(model)))
+    if not maps:
+        raise ValueError(f"model {model.name!r} has no layer with an (H, W, K) output")
+    pick = ([n for n in maps if _spatial(n)] or maps)[-1].operation
+    return kg.layer_paths(model).get(id(pick), pick.name)
 
 
 # ------------------------------------------------------------------------------------------ plan
+@dataclass(frozen=True)
+class _Logits:
+    """Where the logits (the input of the model's final softmax) are read, if anywhere.
+
+    ``kind``: ``"output"`` (the model outputs logits: ``outputs="logits"``), ``"softmax_input"`` (the
+    input of a final Softmax layer or Activation("softmax")), ``"dense"`` (the pre-activation of a final
+    Dense with softmax activation: a hook computes it in place of that Dense, see `_special`), or
+    ``"none"`` (unknown: the model's output is used as probabilities). ``tensor``: the KerasTensor whose
+    slot holds the logits once the graph is executed (for ``"dense"`` the Dense's output slot, which the
+    hook fills with the pre-activation); ``node``: the final softmax node (the Dense for ``"dense"``).
+    """
+
+    kind: str
+    tensor: object = None
+    node: object = None
+
+    @property
+    def known(self) -> bool:
+        return self.kind != "none"
+
+
+@dataclass(frozen=True)
+class _ClosedForm:
+    """The closed-form pattern after the layer: A -> chain (per-channel layers, then the reduction and
+    identity layers) -> v -> dense -> tail."""
+
+    chain: list                 # nodes from A to v
+    v: object                   # the tensor entering the Dense
+    dense: object               # the first Dense node
+    tail: list                  # the nodes after the Dense
+    reduction: str              # "gap" | "flatten"
+    P: int                      # entries of v per channel (H x W for flatten, 1 for gap)
+
+
 @dataclass
 class _Plan:
     """Everything about (model, layer, outputs) that the paths need, found once."""
 
-    fmodel: object
+    fmodel: object              # the functional graph that runs (flattened where the model nests models)
     nodes: list
-    layer: object
+    layer: object               # the CI layer
+    layer_name: str             # its name in the model (``outer/inner`` inside a nested model)
     A: object                   # the layer's output KerasTensor
     K: int
     down: list                  # nodes after the layer
     frontier: list              # tensors the nodes after the layer read besides A
-    output: object              # the model's output KerasTensor
-    outputs: str                # "probabilities" | "logits"
-    logits: tuple               # ("output", None) | ("tensor", KerasTensor) | ("dense", node) | (None, None)
-    closed: dict | None         # closed-form pattern, or None
+    output_tensor: object       # the model's output KerasTensor
+    outputs: str                # what the model outputs: "probabilities" | "logits"
+    logits: _Logits
+    closed: _ClosedForm | None = None
     closed_refusal: str = ""    # why the closed form does not apply
 
 
 def _plan(model, layer, outputs: str) -> _Plan:
-    fm = _functional(model)
+    fm = _graph(model)
     if len(fm.inputs) != 1 or len(fm.outputs) != 1:
         raise ValueError(f"model {model.name!r}: expected one input and one output, got "
                          f"{len(fm.inputs)} and {len(fm.outputs)}")
@@ -218,12 +256,15 @@ def _plan(model, layer, outputs: str) -> _Plan:
         if isinstance(op, L.Layer) and not isinstance(op, L.InputLayer) and cd != "float32":
             raise ValueError(f"layer {op.name!r} computes in {cd}: CI must be computed in float32 "
                              "(load the model under the 'float32' dtype policy)")
-    nodes = _nodes(fm)
-    name = layer if isinstance(layer, str) else getattr(layer, "name", None)
-    found = [n for n in nodes if n.operation is layer or n.operation.name == name]
+    nodes = kg.nodes(fm)
+    lyr = kg.find_layer(model, layer)
+    name = kg.layer_paths(model).get(id(lyr), lyr.name)
+    if kg.is_nested(lyr):
+        raise ValueError(f"layer {name!r} of model {model.name!r} is a nested model, not one layer; name a layer "
+                         f"inside it, e.g. {name + '/' + default_layer(lyr)!r}")
+    found = [n for n in nodes if n.operation is lyr]
     if not found:
-        raise ValueError(f"layer {name!r} is not a layer of model {model.name!r} "
-                         "(layers of nested models are not supported: flatten the model)")
+        raise ValueError(f"layer {name!r} is not a layer of model {model.name!r}")
     if len(found) != 1 or len(found[0].outputs) != 1:
         raise ValueError(f"layer {name!r} is called {len(found)} times or has several outputs; "
                          "expected a layer called once with one output")
@@ -236,37 +277,41 @@ def _plan(model, layer, outputs: str) -> _Plan:
     O = fm.outputs[0]
     if not any(x is O for n in down for x in n.outputs):
         raise ValueError(f"the output of model {model.name!r} does not depend on layer {name!r}")
-    plan = _Plan(fm, nodes, lnode.operation, A, int(A.shape[-1]), down, frontier, O, outputs,
-                 _find_logits(nodes, O, outputs), None)
+    plan = _Plan(fm, nodes, lyr, name, A, int(A.shape[-1]), down, frontier, O, outputs,
+                 _find_logits(nodes, O, outputs))
     plan.closed, plan.closed_refusal = _match_closed_form(plan)
     return plan
 
 
-def _find_logits(nodes, O, outputs):
+def _find_logits(nodes, O, outputs) -> _Logits:
     if outputs == "logits":
-        return ("output", None)
-    n = _producer(nodes, O)
-    if _is_softmax(n.operation) and len(n.input_tensors) == 1:
-        return ("tensor", n.input_tensors[0])
-    if isinstance(n.operation, L.Dense) and _act_name(n.operation.activation) == "softmax":
-        return ("dense", n)
-    return (None, None)
+        return _Logits("output", O)
+    n = kg.producer(nodes, O)
+    kind = None if n is None else kg.softmax_kind(n)
+    if kind == "layer" and len(n.input_tensors) == 1:
+        return _Logits("softmax_input", n.input_tensors[0], n)
+    if kind == "dense":
+        return _Logits("dense", n.outputs[0], n)
+    return _Logits("none")
 
 
 def _match_closed_form(p: _Plan):
-    """The closed-form pattern after the layer, or (None, why not).
+    """The closed-form pattern after the layer (`_ClosedForm`), or (None, why not).
 
     Accepted: A -> per-channel layers* -> (Flatten | GlobalAveragePooling2D) -> identity layers* ->
     Dense -> anything that reads only that Dense's output. Each tensor up to the Dense has exactly one
     consumer, and the layers are channels-last.
     """
-    chain, t = [], p.A
-    consumers = lambda x: [n for n in p.down if any(y is x for y in n.input_tensors)]  # noqa: E731
+    chain, t, src = [], p.A, p.layer_name
     reduction = None
     while True:
-        cs = consumers(t)
-        if len(cs) != 1 or len(cs[0].input_tensors) != 1 or len(cs[0].outputs) != 1 or t is p.output:
-            return None, f"tensor {t.name} does not feed exactly one single-input layer"
+        cs = kg.consumers(p.down, t)
+        if t is p.output_tensor:
+            return None, f"the output of layer {src!r} is the model's output"
+        if len(cs) != 1 or len(cs[0].input_tensors) != 1 or len(cs[0].outputs) != 1:
+            what = ", ".join(repr(n.operation.name) for n in cs) or "none"
+            return None, (f"the output of layer {src!r} does not feed exactly one single-input, single-output "
+                          f"layer (it feeds {what})")
         n, op = cs[0], cs[0].operation
         if reduction is None and _per_channel(op):
             pass
@@ -285,14 +330,16 @@ def _match_closed_form(p: _Plan):
         else:
             return None, f"layer {op.name!r} ({type(op).__name__}) is not in the closed-form pattern"
         chain.append(n)
-        t = n.outputs[0]
+        t, src = n.outputs[0], op.name
     tail, frontier = _subgraph(p.nodes, dense.outputs[0])
     if frontier or len(p.down) != len(chain) + 1 + len(tail):
-        return None, "layers after the Dense read other tensors, or the layer has other consumers"
-    if p.logits[0] == "tensor" and not (p.logits[1] is dense.outputs[0] or any(
-            x is p.logits[1] for n in tail for x in n.outputs)):
-        return None, "the logits are not computed after the Dense"
-    return dict(chain=chain, v=t, dense=dense, tail=tail, reduction=reduction, P=int(t.shape[-1]) // p.K), ""
+        return None, (f"layers after Dense {dense.operation.name!r} read other tensors, or layer "
+                      f"{p.layer_name!r} has other consumers")
+    lg = p.logits
+    if lg.kind == "softmax_input" and not (lg.tensor is dense.outputs[0] or any(
+            x is lg.tensor for n in tail for x in n.outputs)):
+        return None, f"the logits are not computed after Dense {dense.operation.name!r}"
+    return _ClosedForm(chain, t, dense, tail, reduction, int(t.shape[-1]) // p.K), ""
 
 
 def _per_channel(op) -> bool:
@@ -374,39 +421,31 @@ def _finish(definition, probs, logits, target, unchanged, compare_outputs=False)
 
 def _targets(p: _Plan) -> list:
     """The tensors the rest of the network must produce: the logits where known, else the output."""
-    if p.logits[0] == "tensor":
-        return [p.logits[1]]
-    if p.logits[0] == "dense":
-        return [p.logits[1].outputs[0]]
-    return [p.output]
+    return [p.logits.tensor if p.logits.known else p.output_tensor]
 
 
 def _head(p: _Plan, values: dict):
     """(probabilities or None, logits or None) from executed values: logits where known."""
-    if p.logits[0] == "output":
-        return None, values[id(p.output)]
-    if p.logits[0] == "tensor":
-        return None, values[id(p.logits[1])]
-    if p.logits[0] == "dense":
-        return None, values["logits"]
-    return values[id(p.output)], None
+    if p.logits.known:
+        return None, values[id(p.logits.tensor)]
+    return values[id(p.output_tensor)], None
 
 
 def _dense_logits(node, values):
     op = node.operation
-    (x,), _ = node.arguments.fill_in(values)
+    (x,), _ = kg.fill_in(node, values)
     z = tf.matmul(x, op.kernel)
     return z + op.bias if op.use_bias else z
 
 
 def _special(p: _Plan) -> dict:
-    """Hook that computes the logits of a softmax Dense (the softmax itself is not needed)."""
-    if p.logits[0] != "dense":
+    """Hook that computes the logits of a softmax Dense in its output slot (the softmax is not needed)."""
+    if p.logits.kind != "dense":
         return {}
 
     def dense_softmax(n, values):
-        values["logits"] = _dense_logits(n, values)
-    return {id(p.logits[1]): dense_softmax}
+        values[id(n.outputs[0])] = _dense_logits(n, values)
+    return {id(p.logits.node): dense_softmax}
 
 
 # ------------------------------------------------------------------------------------------ paths
@@ -426,11 +465,11 @@ class _Engine:
         ~0.05 s for 400 MB) changes: changing the weights in place never serves a stale copy.
         """
         cf, K = self.p.closed, self.p.K
-        kernel = cf["dense"].operation.kernel
-        if cf["P"] == 1:
+        kernel = cf.dense.operation.kernel
+        if cf.P == 1:
             return tf.reshape(kernel, (K, 1, -1))
         if "kernel_fns" not in self._fns:
-            P = cf["P"]
+            P = cf.P
             self._fns["kernel_fns"] = (
                 tf.function(lambda w: tf.fingerprint(tf.reshape(w, (P, -1)))),
                 tf.function(lambda w: tf.transpose(tf.reshape(w, (P, K, -1)), (1, 0, 2))))
@@ -477,21 +516,21 @@ class _Engine:
 
     def _closed(self, definition):
         p, cf = self.p, self.p.closed
-        dense = cf["dense"].operation
-        tail = _ancestors(cf["tail"], _targets(p))
-        special = {k: f for k, f in _special(p).items() if k != id(cf["dense"])}
+        dense = cf.dense.operation
+        tail = _ancestors(cf.tail, _targets(p))
+        special = {k: f for k, f in _special(p).items() if k != id(cf.dense)}
 
         def run(A, target, w):
             # A: the layer's output (B, H, W, K) from the stage-1 function; w: the Dense kernel as (K, P, U)
             B = tf.shape(A)[0]
             # the per-channel layers on A and on an all-zero map, in one batch: f(a) and f(0)
             ext = tf.concat([A, tf.zeros_like(A[:1])], axis=0)
-            v_ext = _execute(cf["chain"], {id(p.A): ext})[id(cf["v"])]
+            v_ext = _execute(cf.chain, {id(p.A): ext})[id(cf.v)]
             v, v0 = v_ext[:-1], v_ext[-1:]
             z = tf.matmul(v, dense.kernel)
             z = z + dense.bias if dense.use_bias else z
-            diff = tf.transpose(tf.reshape(v0 - v, (B, cf["P"], p.K)), (2, 0, 1))      # (K, B, P)
-            if cf["P"] > 1:
+            diff = tf.transpose(tf.reshape(v0 - v, (B, cf.P, p.K)), (2, 0, 1))         # (K, B, P)
+            if cf.P > 1:
                 delta = tf.matmul(diff, w)                                             # (K, B, U)
                 delta = tf.concat([delta, tf.zeros_like(delta[:1])], axis=0)
             else:  # a zero row appended to the small factors: one pass less over the big tensor
@@ -499,10 +538,10 @@ class _Engine:
                          * tf.concat([w, tf.zeros_like(w[:1])], axis=0))
             rows = z[None] + delta                                     # (K+1, B, U), last row exactly z
             rows = tf.reshape(rows, ((p.K + 1) * B, -1))
-            if p.logits[0] == "dense" and p.logits[1] is cf["dense"]:
-                values = {"logits": rows}                   # its softmax is not needed
+            if p.logits.kind == "dense" and p.logits.node is cf.dense:
+                values = {id(cf.dense.outputs[0]): rows}    # the logits: its softmax is not needed
             else:
-                values = {id(cf["dense"].outputs[0]): dense.activation(rows)}
+                values = {id(cf.dense.outputs[0]): dense.activation(rows)}
             probs, logits = _head(p, _execute(tail, values, special))
             shape = lambda x: None if x is None else tf.reshape(x, (p.K + 1, B, -1))  # noqa: E731
             unchanged = tf.reduce_all(tf.equal(diff, 0.0), axis=-1)                   # (K, B)
@@ -553,8 +592,8 @@ def _closed_batch(p: _Plan) -> int:
     """Images per closed-form head call: the largest power of two dividing MICRO_BATCH whose head rows
     fit HEAD_BUDGET, but at least P/4 images when the by-channel kernel is large (VGG16 at 224:
     P = 49), so that reading it is amortised. Fixed by the plan alone (the canonical layout)."""
-    widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed["dense"], *p.closed["tail"]])
-    cap = max(HEAD_BUDGET // ((p.K + 1) * widest), -(-p.closed["P"] // 4))
+    widest = max(int(np.prod(n.outputs[0].shape[1:])) for n in [p.closed.dense, *p.closed.tail])
+    cap = max(HEAD_BUDGET // ((p.K + 1) * widest), -(-p.closed.P // 4))
     b = MICRO_BATCH
     while b > 1 and b > cap:
         b //= 2
@@ -642,29 +681,43 @@ class _ChannelMask(keras.layers.Layer):
         return x * self.mask
 
 
+class _LinearOf(keras.layers.Layer):
+    """The pre-activation of a Dense layer, reading that layer's own kernel and bias (weights shared)."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        z = keras.ops.matmul(x, self.dense.kernel)
+        return z + self.dense.bias if self.dense.use_bias else z
+
+
 def _naive_model(p: _Plan):
-    """The model with a channel mask after the layer (sharing its layers) -> (Model, mask layer)."""
-    mask, stash, twin = _ChannelMask(p.K, name="ci_channel_mask"), {}, {}
-    if p.logits[0] == "dense":                          # a softmax Dense: split off its logits
-        op = p.logits[1].operation
-        cfg = {**op.get_config(), "activation": "linear", "name": op.name + "_logits"}
-        twin[id(op)] = L.Dense.from_config(cfg)
+    """The model with a channel mask after the layer (sharing its layers) -> (Model, mask layer).
+
+    The model returns a dict: ``"output"`` (the model's output) and, where they can be read, ``"logits"``.
+    """
+    mask, stash = _ChannelMask(p.K, name="ci_channel_mask"), {}
+    lg = p.logits
 
     def call_fn(layer, *args, **kwargs):
-        if id(layer) in twin:
-            t = twin[id(layer)]
-            z = t(*args, **kwargs)
-            t.set_weights(layer.get_weights())
+        if lg.kind == "dense" and layer is lg.node.operation:   # a softmax Dense: split off its logits
+            z = _LinearOf(layer, name=layer.name + "_logits")(*args)
             stash["logits"] = z
             return L.Activation("softmax")(z)
-        if p.logits[0] == "tensor" and layer is _producer(p.nodes, p.output).operation:
+        if lg.kind == "softmax_input" and layer is lg.node.operation:
             stash["logits"] = args[0]
         out = layer(*args, **kwargs)
         return mask(out) if layer is p.layer else out
 
     clone = keras.models.clone_model(p.fmodel, clone_function=lambda layer: layer, call_function=call_fn)
-    outs = [clone.outputs[0], clone.outputs[0] if p.outputs == "logits" else stash.get("logits")]
-    return keras.Model(clone.inputs, [o for o in outs if o is not None]), mask
+    outs = {"output": clone.outputs[0]}
+    if lg.kind == "output":
+        outs["logits"] = clone.outputs[0]
+    elif "logits" in stash:
+        outs["logits"] = stash["logits"]
+    return keras.Model(clone.inputs, outs), mask
 
 
 def _run_naive(eng, definition, images, target, filters, step, progress):
@@ -681,13 +734,10 @@ def _run_naive(eng, definition, images, target, filters, step, progress):
                 mask.mask.assign(np.where(np.arange(p.K) == k, 0.0, 1.0).astype(np.float32))
                 rows.append(f(x))
             mask.mask.assign(np.ones(p.K, np.float32))
-            if p.outputs == "logits":
-                probs, logits = None, tf.stack([r[0] for r in rows])
+            if "logits" in rows[0]:                     # the logits where known, else the probabilities
+                probs, logits = None, tf.stack([r["logits"] for r in rows])
             else:
-                probs = tf.stack([r[0] for r in rows])
-                logits = tf.stack([r[1] for r in rows]) if len(rows[0]) > 1 else None
-            if logits is not None:
-                probs = None
+                probs, logits = tf.stack([r["output"] for r in rows]), None
             none = tf.zeros((len(filters), B), tf.bool)  # separate passes of one shape: no batch effects
             t = tf.constant(_pad(target[s0 + s:s0 + s + n], B))
             res = _finish(definition, probs, logits, t, none, True)
@@ -736,12 +786,13 @@ def _check_probability_output(eng, model, images: np.ndarray, outputs: str) -> N
     """A model whose output is not a recognised softmax: refuse it unless its rows are probabilities."""
     p = eng.p
     if outputs == "logits":
-        op = _producer(p.nodes, p.output).operation
-        if _is_softmax(op) or (isinstance(op, L.Dense) and _act_name(op.activation) == "softmax"):
-            raise ValueError(f"outputs='logits', but model {model.name!r} ends in a softmax (layer {op.name!r}); "
-                             "expected outputs='probabilities' (the softmax would be applied twice)")
+        n = kg.producer(p.nodes, p.output_tensor)
+        if n is not None and kg.softmax_kind(n):
+            raise ValueError(f"outputs='logits', but model {model.name!r} ends in a softmax (layer "
+                             f"{n.operation.name!r}); expected outputs='probabilities' (the softmax would be "
+                             "applied twice)")
         return
-    if p.logits[0] is not None or not len(images):
+    if p.logits.known or not len(images):
         return
     probs = _batched(_forward(model, outputs, False), images[:MICRO_BATCH], MICRO_BATCH)[0]
     sums = probs.sum(axis=1)
@@ -761,12 +812,12 @@ def _check(model, images, layer, target, definition, outputs, method, batch_size
     check_batch_size(batch_size)
     layer = default_layer(model) if layer is None else layer
     eng = _engine(model, layer, outputs)
-    if definition in ("logit", "log_probability") and eng.p.logits[0] is None:
+    if definition in ("logit", "log_probability") and not eng.p.logits.known:
         raise ValueError(f"definition={definition!r} needs the logits, but the output of model {model.name!r} "
                          "is not a softmax (layer or Dense activation) whose input could be read; "
                          "pass outputs='logits' if the model outputs logits")
     images = _check_images(images, model.name, tuple(eng.p.fmodel.inputs[0].shape[1:]))
-    target = _check_target(target, len(images), int(eng.p.output.shape[-1]))
+    target = _check_target(target, len(images), int(eng.p.output_tensor.shape[-1]))
     _check_probability_output(eng, model, images, outputs)
     return eng, images, target
 
@@ -804,12 +855,12 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
     key = None
     if cache:
         from . import __version__, cache as ccache
-        key = ccache.key("ci", ccache.model_fingerprint(model), p.layer.name, images, target, definition,
+        key = ccache.key("ci", ccache.model_fingerprint(model), p.layer_name, images, target, definition,
                          outputs, method, layout_key(), __version__)
         hit = ccache.load("ci", key, required=("ci", "predicted", "probability", "target", "path"))
         if hit is not None:
             return _result(hit["ci"], hit["predicted"], hit["probability"], hit["target"], definition,
-                           p.layer.name, str(hit["path"]))
+                           p.layer_name, str(hit["path"]))
     step = _step(batch_size, MICRO_BATCH)
     if path == "naive":
         ci, pred, prob, c = _run_naive(eng, definition, images, target, list(range(p.K)),
@@ -818,7 +869,7 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
         ci, pred, prob, c = _run_generic(eng, definition, images, target, step, progress)
     else:
         ci, pred, prob, c = _run_closed(eng, definition, images, target, step, progress)
-    res = _result(ci, pred, prob, c, definition, p.layer.name, path)
+    res = _result(ci, pred, prob, c, definition, p.layer_name, path)
     if key is not None:
         ccache.save("ci", key, {"ci": res.ci, "predicted": res.predicted, "probability": res.probability,
                                 "target": res.target, "path": np.array(path)})
@@ -828,7 +879,7 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
 def _empty(p: _Plan, definition: str, path: str, filters=None) -> CIResult:
     K = p.K if filters is None else len(filters)
     e = np.zeros(0, np.int64)
-    return _result(np.zeros((0, K), np.float32), e, np.zeros(0, np.float32), e, definition, p.layer.name, path,
+    return _result(np.zeros((0, K), np.float32), e, np.zeros(0, np.float32), e, definition, p.layer_name, path,
                    filters)
 
 
@@ -843,7 +894,7 @@ def reference_ablation(model, images, layer=None, *, filters=None, target=None, 
     if not len(images):
         return _empty(eng.p, definition, "naive", np.asarray(ks))
     ci, pred, prob, c = _run_naive(eng, definition, images, target, ks, _step(batch_size, NAIVE_BATCH), progress)
-    return _result(ci, pred, prob, c, definition, eng.p.layer.name, "naive", np.asarray(ks))
+    return _result(ci, pred, prob, c, definition, eng.p.layer_name, "naive", np.asarray(ks))
 
 
 def _result(ci, pred, prob, c, definition, layer, path, filters=None) -> CIResult:
@@ -869,7 +920,7 @@ def closed_form_pattern(model, layer=None, outputs: str = "probabilities", *, re
 
 
 def _closed_path(p: _Plan) -> str:
-    return "closed_form_gap" if p.closed["reduction"] == "gap" else "closed_form_flatten_dense"
+    return "closed_form_gap" if p.closed.reduction == "gap" else "closed_form_flatten_dense"
 
 
 def _forward(model, outputs: str, with_logits: bool):
@@ -877,22 +928,24 @@ def _forward(model, outputs: str, with_logits: bool):
     per_model = _ENGINES.setdefault(model, {})
     key = ("forward", outputs, with_logits)
     if key not in per_model:
-        fm = _functional(model)
+        fm = _graph(model)
         if not with_logits:
             soft = outputs == "logits"
             f = (lambda x: tf.nn.softmax(fm(x, training=False))) if soft else (lambda x: fm(x, training=False))
         else:
-            nodes = _nodes(fm)
+            nodes = kg.nodes(fm)
             if len(fm.inputs) != 1 or len(fm.outputs) != 1:
                 raise ValueError(f"model {model.name!r}: expected one input and one output")
             O = fm.outputs[0]
-            p = _Plan(fm, nodes, None, None, 0, nodes, [], O, outputs, _find_logits(nodes, O, outputs), None)
+            lg = _find_logits(nodes, O, outputs)
 
             def f(x):
                 values = _execute(nodes, {id(fm.inputs[0]): x})
-                logits = (_dense_logits(p.logits[1], values) if p.logits[0] == "dense"
-                          else _head(p, values)[1])
-                probs = values[id(O)] if p.outputs == "probabilities" else tf.nn.softmax(logits)
+                if lg.kind == "dense":      # no hook here: the output slot holds the probabilities
+                    logits = _dense_logits(lg.node, values)
+                else:
+                    logits = values[id(lg.tensor)] if lg.known else None
+                probs = values[id(O)] if outputs == "probabilities" else tf.nn.softmax(logits)
                 return (probs, tf.zeros_like(probs[:, :0]) if logits is None else logits)
         per_model[key] = tf.function(f, autograph=False)
     return per_model[key]
