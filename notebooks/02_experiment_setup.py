@@ -20,8 +20,8 @@
 # * **Adversarial set**: only *successful* examples (the authors' stored vectors mix successful and
 #   failed attacks), made from the clean set itself, so every adversarial example has its clean source.
 # * **PGD** starts from a random point of the $\epsilon$-ball; the authors' "PGD" had no random start and
-#   was therefore BIM. BIM and PGD run 10 steps (BIM step $\epsilon/8$, PGD step $\epsilon/4$); FGSM one step of
-#   $\epsilon$ (`attacks.SETTINGS`).
+#   was therefore BIM. Step sizes, iterations and random starts are printed with the success rates below
+#   (`attacks.SETTINGS`).
 # * **Adversarial inputs stay float** (the authors saved them as JPEG, which partly undoes an attack).
 # * **CIFAR-10 budgets**: the paper's $24/255$ and the field's standard $8/255$.
 # * Targeted attacks aim at a seeded random class other than the true one, per image.
@@ -99,8 +99,10 @@ success = [row for exp in EXP.values() for row in experiment.success_rows(exp)]
 for row in success:
     row["paper"] = ("100%" if row["dataset"] == "ImageNet" and row["eps"] == "8/255"
                     else "below 100% (not reported)" if row["eps"] == "24/255" else None)
-rep.record("attack_settings", {a: attacks.attack_parameters(a, 1.0) | {"eps_step": f"{attacks.SETTINGS[a]['eps_step_fraction']:g} eps"}
-                               for a in attacks.ATTACKS})
+settings = [{"attack": experiment.ATTACK_LABELS[a], "eps_step / eps": round(attacks.SETTINGS[a]["eps_step_fraction"], 4),
+             "iterations": attacks.SETTINGS[a]["max_iter"], "random starts": attacks.SETTINGS[a]["num_random_init"],
+             "norm": "L-infinity", "loss": "cross-entropy on the logits", "seed": config.SEED} for a in attacks.ATTACKS]
+display(Markdown(rep.table("table02_attack_settings", settings, caption="Attack settings")))
 
 # %%
 # NBVAL_CHECK_OUTPUT
