@@ -359,13 +359,17 @@ def consistency_scores(exp, eps: float | None = None, *, zm=None, measures=MEASU
     return out
 
 
-def detection_rows(exp, *, zm=None, measures=MEASURES) -> list[dict]:
-    """ROC rows of the consistency score (1 - agreement), in `experiment.detection_rows`'s layout."""
+def detection_rows(exp, *, zm=None, measures=MEASURES, scores: dict | None = None) -> list[dict]:
+    """ROC rows of the consistency score (1 - agreement), in `experiment.detection_rows`'s layout.
+
+    `scores` (optional): {eps: `consistency_scores`(exp, eps)} already computed (not recomputed here).
+    """
     from . import experiment, metrics
 
     rows = []
     for eps in exp.setup.eps:
-        sc = consistency_scores(exp, eps, zm=zm, measures=measures)
+        sc = scores[eps] if scores is not None and eps in scores else consistency_scores(exp, eps, zm=zm,
+                                                                                         measures=measures)
         for m in measures:
             clean = 1.0 - sc[(m, experiment.CLEAN)]
             for key in exp.setup.keys(eps):
