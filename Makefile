@@ -30,6 +30,7 @@ paper: $(EXECUTED)
 	@{ printf 'notebook\tseconds\n'; for n in $(NAMES); do test -f $(OUT)/$$n.seconds && printf '%s\t%s\n' $$n "$$(cat $(OUT)/$$n.seconds)"; done; } > $(OUT)/timings.tsv
 	@echo "wall time of each notebook's last execution ($(OUT)/timings.tsv):"
 	@awk -F'\t' 'NR > 1 { printf "  %-28s %8.1f s\n", $$1, $$2; t += $$2 } END { printf "  %-28s %8.1f s\n", "total", t }' $(OUT)/timings.tsv
+	$(PY) -m causadv_lib.webpage --profile $(PROFILE)
 
 env: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
