@@ -1,0 +1,167 @@
+"""ART input purifiers (`causadv_lib.defences`): settings, determinism, counting by class index, bad input.
+A tiny CNN stands in for the zoo models (no weights, a few seconds)."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy.ndimage import median_filter
+
+from causadv_lib import config, defences, experiment
+from causadv_lib.experiment import AttackKey
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import keras
+
+    from causadv_lib import zoo
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inp)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    out = keras.layers.Dense(10, activation="softmax")(h)
+    norm = lambda x: (np.asarray(x, np.float32) / 127.5 - 1.0).astype(np.float32)  # noqa: E731
+    return zoo.custom(keras.Model(inp, out), norm, normalize=norm, name="tiny16", dataset="cifar10")
+
+
+def _images(n, seed=0, size=16):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------- settings
+def test_authors_settings_and_column_order():
+    p = defences.PURIFIERS
+    assert defences.PAPER_PURIFIERS == ("feature_squeezing", "spatial_smoothing", "gaussian_noise")
+    assert p["feature_squeezing"].params == {"bit_depth": 3} and p["feature_squeezing"].art_class == "FeatureSqueezing"
+    assert p["spatial_smoothing"].params == {"window_size": 7} and p["spatial_smoothing"].art_class == "SpatialSmoothing"
+    assert p["gaussian_noise"].params == {"sigma": 9.0, "augmentation": False}
+    assert p["gaussian_noise"].art_class == "GaussianAugmentation" and p["gaussian_noise"].random
+    assert all(p[n].in_paper for n in defences.PAPER_PURIFIERS) and not any(p[n].in_paper for n in defences.XU_PURIFIERS)
+    assert "clip_values=(0, 255)" in p["spatial_smoothing"].setting and p["none"].setting == "identity"
+    assert p["gaussian_noise"].art().apply_predict
+
+
+def test_paper_table4_matches_the_transcription():
+    path = config.PROJECT_ROOT.parent / "shared" / "paper" / "paper-numbers.json"
+    if not path.exists():
+        pytest.skip("paper-numbers.json not beside the project")
+    ref = json.loads(path.read_text())["table4_imagenet_defences_recovered_true_label"]
+    ours = defences.PAPER_TABLE4
+    assert ours["n"] == ref["n"] and len(ref["columns"]) == len(ours["purifiers"])
+    for variant in ("targeted", "untargeted"):
+        for attack, counts in ref[variant].items():
+            assert ours["_rows"][f"{attack} {variant}"] == counts
+
+
+# ------------------------------------------------------------------------------------------ purify
+def test_feature_squeezing_and_spatial_smoothing_are_arts_transforms():
+    x = _images(3)
+    fs = defences.purify("feature_squeezing", x)
+    assert fs.dtype == np.float32 and len(np.unique(fs)) <= 8 and fs.min() >= 0 and fs.max() <= 255
+    np.testing.assert_allclose(fs, np.rint(x / 255 * 7) / 7 * 255, rtol=0, atol=1e-3)
+    ss = defences.purify("spatial_smoothing", x)
+    np.testing.assert_array_equal(ss, median_filter(x, size=(1, 7, 7, 1), mode="reflect"))
+    same = defences.purify("none", x)
+    assert np.array_equal(same, x) and same is not x
+    assert defences.purify("feature_squeezing_5bit", x).shape == x.shape
+
+
+def test_gaussian_noise_is_seeded_per_image_and_leaves_global_state_alone():
+    x = np.full((6, 16, 16, 3), 128.0, np.float32)
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = defences.purify("gaussian_noise", x)
+    assert np.array_equal(np.random.get_state()[1], before)           # global RNG untouched
+    assert np.array_equal(a, defences.purify("gaussian_noise", x))   # deterministic
+    # an image's noise depends on (seed, index) only, not on the batch it came in
+    b = defences.purify("gaussian_noise", x[2:5], index=[2, 3, 4])
+    np.testing.assert_array_equal(a[2:5], b)
+    assert not np.array_equal(a[0], a[1])
+    assert not np.array_equal(a, defences.purify("gaussian_noise", x, seed=1))
+    assert abs(float((a - 128).std()) - 9.0) < 0.5                    # sigma 9 grey levels
+    clipped = defences.purify("gaussian_noise", np.zeros((1, 16, 16, 3), np.float32))
+    assert clipped.min() == 0.0
+
+
+# ------------------------------------------------------------------------------------------ predict
+def test_predict_and_recovered_compare_class_indices(tiny):
+    x = _images(5)
+    probs = defences.predict(tiny, x, "none")
+    assert probs.shape == (5, 10)
+    pred = probs.argmax(axis=1)
+    assert defences.recovered(tiny, x, pred, "none").all()
+    assert not defences.recovered(tiny, x, (pred + 1) % 10, "none").any()
+    assert defences.predict(tiny, x[:0]).shape == (0, 10)
+
+
+# -------------------------------------------------------------------------------------- experiment
+def _tiny_experiment(zm):
+    """Clean set of 6 images (one misclassified); each attack: 5 examples, 4 successful; examples 0 and 1 are the
+    clean images themselves (so 'recovered' without a purifier... unless unsuccessful), the rest other images."""
+    setup = experiment.Setup("cifar10", "tiny16", "smoke", "p", "p", (24 / 255,), "tiny16")
+    pixels = _images(6, seed=1)
+    pred = defences.predict(zm, pixels).argmax(axis=1)
+    labels = pred.copy()
+    labels[1] = (labels[1] + 1) % 10                        # misclassified: not in the clean comparison set
+    cs = experiment.CleanSet(setup, tuple("abcdef"), labels, pixels, SimpleNamespace(predicted=pred))
+    exp = experiment.Experiment(setup, cs, None)
+    source = np.flatnonzero(cs.correct)                     # [0, 2, 3, 4, 5]
+    other = _images(5, seed=2)
+    for key in setup.keys():
+        adv_px = other.copy()
+        adv_px[:2] = pixels[source[:2]]                    # two "adversarial" examples equal to their source
+        adv_pred = defences.predict(zm, adv_px).argmax(axis=1)
+        ok = np.array([True, True, True, True, False])
+        res = SimpleNamespace(adversarial=adv_px, success=ok, predicted=adv_pred)
+        exp.adversarial[key] = experiment.AdversarialSet(setup, key, res, SimpleNamespace(predicted=adv_pred), source)
+    return exp
+
+
+def test_evaluate_counts_successful_examples_by_their_sources_true_class(tiny):
+    exp = _tiny_experiment(tiny)
+    res = defences.evaluate(exp, purifiers=("none", "feature_squeezing"), zm=tiny)
+    assert res.purifiers == ("none", "feature_squeezing") and res.groups[0] == defences.CLEAN
+    assert res.n(defences.CLEAN) == 5 and res.count(defences.CLEAN, "none") == 5   # correct clean images only
+    key = AttackKey("pgd", True, 24 / 255)
+    adv = exp.adversarial[key]
+    assert res.n(key) == 4
+    truth = exp.clean.labels[adv.source[adv.success]]
+    want = int((adv.result.predicted[adv.success] == truth).sum())
+    assert want >= 2 and res.count(key, "none") == want
+    rows = defences.table_rows(res, defences.paper_table4(exp.setup, 24 / 255))
+    assert [r["samples"] for r in rows] == ["Clean (accuracy)", "FGSM targeted", "PGD targeted", "BIM targeted",
+                                           "FGSM untargeted", "PGD untargeted", "BIM untargeted"]
+    assert rows[0]["no purifier"] == "5/5" and rows[2]["no purifier"] == f"{want}/4"
+    assert "paper N" not in rows[0]                         # Table 4 is ImageNet only
+    imagenet = experiment.setup_for("imagenet", "smoke")
+    assert defences.paper_table4(imagenet, 8 / 255) is defences.PAPER_TABLE4
+    rows = defences.table_rows(res, defences.PAPER_TABLE4)
+    assert rows[0]["paper N"] is None and rows[1]["paper N"] == 300
+    assert rows[2]["paper Spatial smoothing (7x7)"] == 22
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def test_bad_input_names_the_model_or_the_image(tiny):
+    x = _images(3)
+    with pytest.raises(ValueError, match=r"shape \(16, 16, 3\).*add a batch axis"):
+        defences.purify("spatial_smoothing", x[0])
+    with pytest.raises(ValueError, match=r"image 2 has shape \(8, 8, 3\)"):
+        defences.purify("feature_squeezing", [x[0], x[1], x[2, :8, :8]])
+    bad = x.copy()
+    bad[1, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="image 1 .*NaN"):
+        defences.purify("gaussian_noise", bad)
+    with pytest.raises(ValueError, match=r"image 0 .*expected \[0, 255\]; scale \[0, 1\] images by 255"):
+        defences.purify("feature_squeezing", x / 255.0 - 0.1)
+    with pytest.raises(ValueError, match=r"model tiny16: image 0 has shape \(32, 32, 3\); the model expects \(16, 16, 3\)"):
+        defences.predict(tiny, _images(2, size=32), "feature_squeezing")
+    with pytest.raises(ValueError, match="unknown purifier 'median'"):
+        defences.purify("median", x)
+    with pytest.raises(ValueError, match="normalize"):
+        defences.predict(SimpleNamespace(name="raw", model=None, input_shape=(16, 16, 3), normalize=None), x)
+    with pytest.raises(ValueError, match="labels: expected 3 integer"):
+        defences.recovered(tiny, x, [0, 1], "none")
+    with pytest.raises(ValueError, match="index: expected 3"):
+        defences.purify("gaussian_noise", x, index=[0, 1])
