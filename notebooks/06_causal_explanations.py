@@ -70,72 +70,12 @@ for d, exp in EXP.items():
 # attack failed on the image.
 
 # %%
-def short(name: str, width: int = 18) -> str:
-    name = name.split(",")[0]
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def choose_examples(exp, n: int) -> list[int]:
-    """Clean-set indices: correctly classified, class with a prototype, distinct classes; first those with the most
-    successful attacks whose adversarial class has a prototype too (a causal map can be drawn), then the most
-    successful attacks, then list order."""
-    cs, eps = exp.clean, exp.setup.paper_eps
-    has_proto = np.zeros(exp.prototypes.num_classes, bool)
-    has_proto[list(exp.prototypes.classes)] = True
-    wins, drawable = np.zeros(cs.n, int), np.zeros(cs.n, int)
-    for key in exp.setup.keys(eps):
-        adv = exp.adversarial[key]
-        s = adv.success
-        np.add.at(wins, adv.source[s], 1)
-        np.add.at(drawable, adv.source[s & has_proto[adv.ci.predicted]], 1)
-    ok = [i for i in np.flatnonzero(cs.correct) if has_proto[cs.labels[i]]]
-    chosen, classes = [], set()
-    for i in sorted(ok, key=lambda i: (-drawable[i], -wins[i], i)):
-        if int(cs.labels[i]) not in classes:
-            chosen.append(int(i))
-            classes.add(int(cs.labels[i]))
-        if len(chosen) == n:
-            break
-    return chosen
-
-
-METHOD_ROWS = [("causal", "causal\n(CI-weighted)"), ("authors", "authors'\n(binary mask)"), ("gradcam", "Grad-CAM")]
 EXAMPLES = {}
 for d, exp in EXP.items():
     zm, cs, eps = ZM[d], exp.clean, exp.setup.paper_eps
-    keys = exp.setup.keys(eps)
-    chosen = choose_examples(exp, n_examples)
+    chosen = heatmaps.choose_examples(exp, n_examples)
     EXAMPLES[d] = chosen
-    items = []   # (block, column, image, class, probability, own CI, is adversarial, title)
-    for b, i in enumerate(chosen):
-        items.append((b, 0, cs.pixels[i], int(cs.ci.predicted[i]), float(cs.ci.probability[i]), cs.ci.ci[i], False,
-                      f"clean: {short(zm.class_names[cs.labels[i]])}"))
-        for j, key in enumerate(keys, start=1):
-            adv = exp.adversarial[key]
-            where = np.flatnonzero((adv.source == i) & adv.success)
-            if len(where):
-                m = int(where[0])
-                items.append((b, j, adv.result.adversarial[m], int(adv.ci.predicted[m]), float(adv.ci.probability[m]),
-                              adv.ci.ci[m], True, key.label))
-    x = np.stack([it[2] for it in items])
-    cls = np.array([it[3] for it in items])
-    maps = {m: heatmaps.heatmaps(zm, x, exp.prototypes, cls, method=m) for m, _ in METHOD_ROWS}
-    agree = heatmaps.consistency(zm, x, np.stack([it[5] for it in items]), cls, exp.prototypes)["cosine"]
-    cols = 1 + len(keys)
-    panels = [[None] * cols for _ in range(len(chosen) * len(METHOD_ROWS))]
-    row_labels = []
-    for b, i in enumerate(chosen):
-        row_labels += [f"{short(zm.class_names[cs.labels[i]], 14)}\n{lab}" for _, lab in METHOD_ROWS]
-        for j, key in enumerate(keys, start=1):
-            panels[b * len(METHOD_ROWS)][j] = {"image": None, "text": f"{key.label}\nfailed", "title": ""}
-    for n, (b, j, img, c, p, _ci, is_adv, title) in enumerate(items):
-        head = f"{title}\n-> {short(zm.class_names[c])} ({p:.2f})"
-        for r, (m, _) in enumerate(METHOD_ROWS):
-            panel = {"image": img, "heatmap": maps[m][n]}
-            if r == 0:
-                panel |= {"title": head, "color": plots.WRONG if is_adv else plots.CORRECT,
-                          "note": None if np.isnan(agree[n]) else f"cos {agree[n]:.2f}"}
-            panels[b * len(METHOD_ROWS) + r][j] = panel
+    panels, row_labels, records = heatmaps.figure_panels(exp, chosen, zm=zm, colors=(plots.CORRECT, plots.WRONG))
     fig = plots.heatmap_grid(panels, row_labels=row_labels, size=1.6,
                              suptitle=f"Figure 4 ({experiment.DATASET_LABELS[d]}, {zm.name}, eps "
                                       f"{experiment.eps_label(eps)}): causal heatmaps of the predicted class's "
@@ -143,9 +83,8 @@ for d, exp in EXP.items():
     rep.figure(fig, f"fig06_heatmaps_{d}")
     plt.show()
     plt.close(fig)
-    rep.record(f"{d}/figure4_examples", {"ids": [cs.ids[i] for i in chosen],
-                                         "cosine": {f"{items[n][0]}/{items[n][1]}": agree[n] for n in range(len(items))}})
-    print(f"{experiment.DATASET_LABELS[d]}: examples {[cs.ids[i] for i in chosen]}; {len(items)} panels per method")
+    rep.record(f"{d}/figure4_examples", records)
+    print(f"{experiment.DATASET_LABELS[d]}: examples {[cs.ids[i] for i in chosen]}; {len(records)} samples drawn")
 
 # %% [markdown]
 # ## Beyond the pictures: the heatmap-consistency score
