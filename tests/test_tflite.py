@@ -324,3 +324,23 @@ def test_unsupported_variants_are_named(tmp_path):
     path = _save(keras.Model(inp, keras.layers.Dense(3, activation="relu")(x)), tmp_path, "relu_out")
     with pytest.raises(T.UnsupportedOperatorError, match="logits FULLY_CONNECTED must be linear"):
         T.build(path)
+
+
+# ------------------------------------------------------------------------------ MobileNetV1 inputs
+def test_mobilenet_v1_preprocessing():
+    """192x192 crops (shorter side to 219, centre) and x / 128 - 1, the file's input quantisation."""
+    from causadv_lib import preprocess as pp
+
+    rng = np.random.default_rng(8)
+    square = rng.integers(0, 256, (219, 219, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(pp.geometry_mobilenet_v1([square])[0], square[13:205, 13:205])
+    imgs = [rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), rng.integers(0, 256, (227, 227, 3), dtype=np.uint8)]
+    x = pp.preprocess_mobilenet_v1(imgs)
+    assert x.shape == (2, 192, 192, 3) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, pp.normalize_mobilenet_v1(pp.geometry_mobilenet_v1(imgs)))
+    np.testing.assert_array_equal(pp.geometry_mobilenet_v1(imgs)[0], pp.resize_crop(imgs[0], 192, "shorter_256_crop"))
+    np.testing.assert_allclose(pp.normalize_mobilenet_v1(np.array([0.0, 128.0, 255.0]).reshape(1, 1, 1, 3)
+                                                         * np.ones((1, 192, 192, 1))).reshape(-1, 3)[0],
+                               [-1.0, 0.0, 127 / 128], atol=1e-7)
+    with pytest.raises(ValueError, match=r"mobilenet_v1_imagenet.*\(N, 192, 192, 3\)"):
+        pp.normalize_mobilenet_v1(np.zeros((1, 224, 224, 3)))
