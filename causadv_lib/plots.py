@@ -251,8 +251,8 @@ def interval_dots(ax, categories: Sequence[str], series: dict[str, tuple], *, yl
                   markers: str = "os^Dv<>"):
     """Points with error bars, several series side by side per category.
 
-    ``series[name] = (values, lo, hi)``, one entry per category each (None or NaN: not drawn, "n/a" written
-    at the axis). `reference`: a dotted horizontal line (e.g. AUC 0.5).
+    ``series[name] = (values, lo, hi)``, one entry per category each (None or NaN: not drawn; "n/a" is
+    written where no series has a value). `reference`: a dotted horizontal line (e.g. AUC 0.5).
     """
     x = np.arange(len(categories))
     width = 0.7 / max(1, len(series))
@@ -265,10 +265,14 @@ def interval_dots(ax, categories: Sequence[str], series: dict[str, tuple], *, yl
         err = np.vstack([np.where(np.isfinite(l), v - l, 0.0), np.where(np.isfinite(h), h - v, 0.0)])[:, ok]
         ax.errorbar(pos[ok], v[ok], yerr=np.clip(err, 0.0, None), fmt=markers[k % len(markers)], markersize=4,
                     capsize=2, linewidth=0.9, label=name)
-        for p in pos[~ok]:
-            ax.text(p, 0.02, "n/a", rotation=90, fontsize=5, ha="center", va="bottom",
-                    transform=ax.get_xaxis_transform())
+    missing = np.ones(len(categories), bool)
+    for values, _, _ in series.values():
+        missing &= ~np.isfinite(np.array([np.nan if u is None else u for u in values], np.float64))
+    for p in x[missing]:
+        ax.text(p, 0.06, "n/a", fontsize=7, color="#666666", ha="center", va="bottom",
+                transform=ax.get_xaxis_transform())
     ax.set_xticks(x, categories, fontsize=7)
+    ax.set_xlim(-0.5, len(categories) - 0.5)
     ax.set_ylabel(ylabel, fontsize=8)
     if ylim is not None:
         ax.set_ylim(*ylim)

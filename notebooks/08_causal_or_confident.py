@@ -422,30 +422,30 @@ plt.close(fig)
 # beyond confidence; points on the diagonal keep all of it.
 
 # %%
-fig, axes = plt.subplots(1, len(DEFINITIONS), figsize=(4.3 * len(DEFINITIONS), 4.3), squeeze=False, sharey=True)
+fig, axes = plt.subplots(1, len(DEFINITIONS), figsize=(4.4 * len(DEFINITIONS), 5.4), squeeze=False, sharey=True)
 marker = {LABEL[d]: m for d, m in zip(BASE, "os")}
+color = {name: plt.cm.tab10(i) for i, name in enumerate(ATTACKS)}
 for ax, defn in zip(axes[0], DEFINITIONS):
     ax.plot([0, 1], [0, 1], color="#bbbbbb", linewidth=0.7)
     ax.axhline(0.5, color="#bbbbbb", linewidth=0.7, linestyle=":")
     ax.axvline(0.5, color="#bbbbbb", linewidth=0.7, linestyle=":")
-    for name in ATTACKS:
-        pts = [r for r in within_rows if r["definition"] == defn and r["attack"] == name
-               and r["auc"] is not None and r["within bins"] is not None]
-        for ds, m in marker.items():
-            sel = [r for r in pts if r["dataset"] == ds]
-            if sel:
-                ax.scatter([r["auc"] for r in sel], [r["within bins"] for r in sel], s=14, marker=m, alpha=0.75,
-                           label=f"{name} ({ds})", color=plt.cm.tab10(ATTACKS.index(name)))
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
+    rows = [r for r in within_rows if r["definition"] == defn and r["auc"] is not None]
+    pts = [r for r in rows if r["within bins"] is not None]
+    for r in pts:
+        ax.scatter(r["auc"], r["within bins"], s=16, marker=marker[r["dataset"]], color=color[r["attack"]], alpha=0.75)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("ROC-AUC overall (paper's direction)", fontsize=8)
-    ax.set_title(f"CI definition: {defn}", fontsize=9)
+    ax.set_title(f"CI definition: {defn}\n{len(rows) - len(pts)} of {len(rows)} score/attack pairs share no bin "
+                 "(not drawn)", fontsize=8)
 axes[0, 0].set_ylabel(f"ROC-AUC within {N_BINS} confidence bins", fontsize=8)
-handles, labels = axes[0, 0].get_legend_handles_labels()
-fig.legend(handles, labels, fontsize=6, ncol=6, loc="lower center", bbox_to_anchor=(0.5, -0.08), frameon=False)
-fig.suptitle("Strategy scores inside bins of equal confidence (circles ImageNet, squares CIFAR-10)", fontsize=10)
-fig.tight_layout()
+handles = [plt.Line2D([], [], linestyle="", marker="o", color=c, label=a) for a, c in color.items()]
+handles += [plt.Line2D([], [], linestyle="", marker=m, color="#555555", label=d) for d, m in marker.items()]
+fig.legend(handles=handles, fontsize=7, ncol=len(handles), loc="lower center", bbox_to_anchor=(0.5, 0.0),
+           frameon=False)
+fig.suptitle("Strategy scores inside bins of equal confidence: on the diagonal = information beyond confidence, "
+             "on y = 0.5 = none", fontsize=10)
+fig.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.84, wspace=0.12)
 rep.figure(fig, "fig08_within_bin")
 plt.show()
 plt.close(fig)
