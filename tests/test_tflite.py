@@ -88,7 +88,8 @@ def _to_squeeze(buf: bytes) -> bytes:
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     (op,) = [o for o in model.subgraphs[0].operators if codes[o.opcodeIndex] == fb.BuiltinOperator.RESHAPE]
     code = fb.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = fb.BuiltinOperator.SQUEEZE, fb.BuiltinOperator.SQUEEZE, 1
+    code.builtinCode = code.deprecatedBuiltinCode = fb.BuiltinOperator.SQUEEZE
+    code.version = 1
     model.operatorCodes.append(code)
     op.opcodeIndex, op.inputs = len(model.operatorCodes) - 1, op.inputs[:1]
     op.builtinOptionsType, op.builtinOptions = fb.BuiltinOptions.SqueezeOptions, fb.SqueezeOptionsT()
@@ -302,14 +303,16 @@ def test_unsupported_operators_are_named(tmp_path):
     inp = keras.Input((4, 4, 3), batch_size=1)
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Activation("tanh", name="squash")(inp))
     path = _save(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "tanh")
-    with pytest.raises(T.UnsupportedOperatorError, match=r"TFLite operator TANH \(operator 0, output tensor \d+ '.*squash"):
+    with pytest.raises(T.UnsupportedOperatorError,
+                       match=r"TFLite operator TANH \(operator 0, output tensor \d+ '.*squash"):
         T.build(path)
 
     inp = keras.Input((4, 4, 3), batch_size=1)
     x = keras.layers.Reshape((16, 3))(inp)
     x = keras.layers.Flatten()(keras.ops.matmul(keras.ops.transpose(x, (0, 2, 1)), x))
     path = _save(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "bmm")
-    with pytest.raises(T.UnsupportedOperatorError, match=r"TFLite operator BATCH_MATMUL \(operator \d+.*supported operators: CONV_2D"):
+    with pytest.raises(T.UnsupportedOperatorError,
+                       match=r"TFLite operator BATCH_MATMUL \(operator \d+.*supported operators: CONV_2D"):
         zoo.from_tflite(path, _pre)
 
 

@@ -269,7 +269,7 @@ class _Builder:
     def fail(self, op: Op, why: str = "") -> UnsupportedOperatorError:
         out = op.outputs[0] if op.outputs else -1
         what = f"TFLite operator {op.name}" + (f" ({op.custom_code!r})" if op.custom_code else "")
-        where = f"operator {op.index}, output tensor {out} {self.g.name(out)[:100]!r}" if out >= 0 else f"operator {op.index}"
+        where = f"operator {op.index}" + (f", output tensor {out} {self.g.name(out)[:100]!r}" if out >= 0 else "")
         msg = f"{what} ({where})"
         if why:
             return UnsupportedOperatorError(f"{msg}: {why}")
@@ -467,10 +467,10 @@ class _Builder:
             flat = t in self.flat
             x = self.k[t]
             value = c.reshape((1,) * max(0, len(self.g.shape(t)) - c.ndim) + c.shape)
-            if flat:
-                if value.ndim != 4 or value.shape[1:3] != (1, 1):
+            if flat:  # (1, [1, 1,] C) or a scalar on a pooled (N, C) vector
+                if value.ndim < 2 or any(d != 1 for d in value.shape[1:-1]):
                     raise self.fail(op, f"constant operand of shape {c.shape} on a pooled map")
-                value = value.reshape(value.shape[0], value.shape[3])
+                value = value.reshape(value.shape[0], value.shape[-1])
             if value.shape[0] != 1:
                 raise self.fail(op, f"constant operand of shape {c.shape} varies over the batch axis")
             layer = ConstantOperand(kind, value.shape[1:], name=name)
@@ -693,7 +693,9 @@ def from_tflite(path, preprocess: Callable[..., np.ndarray], *, class_names=None
     if problems:
         raise RuntimeError(f"{name}: the rebuilt model is malformed: {problems}")
     ci = ci_layer or default_ci_layer(model)
-    model.get_layer(ci)
+    if ci not in {lyr.name for lyr in model.layers}:
+        raise ValueError(f"{name}: no layer named {ci!r} (ci_layer); the rebuilt model's layers: "
+                         f"{', '.join(lyr.name for lyr in model.layers[-6:])}, ...")
     if dataset is not None and dataset not in DATASETS:
         raise ValueError(f"{name}: dataset {dataset!r}; expected one of {DATASETS} or None")
     return ZooModel(name, model, preprocess, classes, ci, tuple(model.input_shape[1:]), dataset, normalize, geometry)
