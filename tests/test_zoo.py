@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from causadv_lib import data, preprocess, zoo
+from causadv_lib import ci, data, preprocess, zoo
 from causadv_lib.zoo import evaluate, keras_apps, mobilenet_tflite, resnet_cifar, tflite
 
 BUILDABLE = ["mobilenet_v2_imagenet", "mobilenet_v1_imagenet", "vgg16_bn_cifar10", "resnet20_cifar10",
@@ -49,6 +49,7 @@ def test_structure(name):
     assert not any(isinstance(lyr, keras.layers.Lambda) for lyr in m.layers)
     assert tuple(m.get_layer(zm.ci_layer).output.shape[1:]) == CI_SHAPES[name]
     assert isinstance(m.get_layer(zm.ci_layer), keras.layers.ReLU)  # the output after the activation
+    assert ci.default_layer(m) == zm.ci_layer                         # the default rule agrees with the zoo
     assert zm.input_shape == {"imagenet": (224, 224, 3), "cifar10": (32, 32, 3)}[zm.dataset] \
         or (name, zm.input_shape) == ("mobilenet_v1_imagenet", (192, 192, 3))
     assert zm.num_classes == (1000 if zm.dataset == "imagenet" else 10)
@@ -239,11 +240,17 @@ def test_custom_model_defaults_and_errors():
         zoo.custom(_tiny(False), _tiny_pre, class_names=["a", "b"])
     inp = keras.Input((4,))
     relu_end = keras.Model(inp, keras.layers.Dense(3, activation="relu")(inp))
-    with pytest.raises(ValueError, match="last layer must be a Softmax"):
+    assert "the last layer must be a Softmax" in " ".join(zoo.check_structure(relu_end))
+    with pytest.raises(ValueError, match="not by a softmax.*outputs='logits'"):
         zoo.custom(relu_end, _tiny_pre)
-    sig = keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3, activation="tanh")(inp)))
-    with pytest.raises(ValueError, match="linear activation"):
-        zoo.custom(sig, _tiny_pre)
+    # the registry's own models end in Dense(linear) -> Softmax; your own model may have any logits before
+    # its final softmax (they are the Softmax's input)
+    tanh = keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3, activation="tanh")(inp)))
+    assert "linear activation" in " ".join(zoo.check_structure(tanh))
+    with pytest.raises(ValueError, match="ends in a softmax.*outputs='probabilities'"):
+        zoo.custom(tanh, _tiny_pre, outputs="logits")
+    with pytest.raises(ValueError, match="outputs="):
+        zoo.custom(tanh, _tiny_pre, outputs="probs")
 
 
 # --------------------------------------------------------------------------------- evaluation

@@ -8,8 +8,9 @@
 Entries (`names()`): ``mobilenet_v2_imagenet`` (float rebuild of the quantised TFLite file, the
 ImageNet model that runs offline), ``vgg16_imagenet`` (Keras VGG16, needs its weights in the Keras
 cache: `ModelUnavailableError` otherwise), ``vgg16_bn_cifar10``, ``resnet20_cifar10``,
-``resnet56_cifar10``. `custom` wraps your own functional Keras model so that it works wherever a zoo
-name does.
+``resnet56_cifar10``. `custom` wraps your own Keras classifier (functional or Sequential, nested
+models such as a ``keras.applications`` base included, probabilities or logits out) so that it works
+wherever a zoo name does; `flatten` rebuilds a model with nested models as one graph of their layers.
 
 Every zoo model is a functional Keras model, float32, without Lambda layers, whose last two layers
 are a linear ``Dense`` producing logits (named ``logits``) and a separate ``Softmax`` (``probs``):
@@ -26,12 +27,13 @@ import keras
 import numpy as np
 
 from .. import data, preprocess
+from .. import keras_graph as kg
 from ..ci import default_layer
 from .keras_apps import ModelUnavailableError
 from .tflite import from_tflite  # any TFLite image classifier as a ZooModel (zoo/tflite.py)
 
 __all__ = ["ZooModel", "UnknownModelError", "ModelUnavailableError", "get", "names", "resolve", "custom",
-           "from_tflite", "check_structure", "split_softmax"]
+           "from_tflite", "check_structure", "split_softmax", "flatten", "layer_output"]
 
 DATASETS = ("imagenet", "cifar10")
 
@@ -52,7 +54,9 @@ class ZooModel:
     (for attacks that work on float pixels). `ci_layer`: name of the layer whose output is the
     default CI layer (the last convolution's output after its activation). `geometry` (optional):
     uint8 RGB images -> uint8 (N, *input_shape) at the model's input size (resize/crop only), so that
-    ``preprocess(images) == normalize(geometry(images))``.
+    ``preprocess(images) == normalize(geometry(images))``. `outputs`: what the wrapped Keras model
+    output, ``"probabilities"`` or ``"logits"``; either way `model` outputs probabilities (for a logit
+    model, `custom` appends a Softmax layer, whose input are the logits).
     """
 
     name: str
@@ -64,6 +68,7 @@ class ZooModel:
     dataset: str | None = None
     normalize: Callable[[np.ndarray], np.ndarray] | None = None
     geometry: Callable[..., np.ndarray] | None = None
+    outputs: str = "probabilities"
 
     @property
     def num_classes(self) -> int:
@@ -91,25 +96,39 @@ class ZooModel:
 
 # --------------------------------------------------------------------------------- structure
 def _is_softmax(layer) -> bool:
+    """Whether `layer` is a softmax layer over its last axis (`keras_graph.softmax_kind` "layer")."""
+    rank = 2
     if isinstance(layer, keras.layers.Softmax):
-        return True
-    act = getattr(layer, "activation", None)
-    return isinstance(layer, keras.layers.Activation) and getattr(act, "__name__", "") == "softmax"
+        try:
+            rank = len(layer.output.shape)   # the rank it was called on (its first call)
+        except (AttributeError, ValueError):
+            pass
+    return kg.layer_softmax_kind(layer, rank) == "layer"
 
 
 def _producer(model: keras.Model, tensor):
-    return next((lyr for lyr in model.layers if getattr(lyr, "output", None) is tensor), None)
+    """The layer whose call in `model`'s own graph produced `tensor` (None for an input)."""
+    n = kg.producer(kg.nodes(kg.functional(model)), tensor)
+    return None if n is None else n.operation
+
+
+def _final_node(model):
+    """The call that produces the model's (single) output."""
+    return kg.producer(kg.nodes(kg.functional(model)), model.outputs[0])
 
 
 def check_structure(model: keras.Model) -> list[str]:
     """Problems that keep `model` from being a zoo model (empty list: fine).
 
     Required: functional, one input, one rank-2 output made by a Softmax (or Activation("softmax"))
-    layer whose input is a Dense layer with linear activation; no Lambda layers.
+    layer over the last axis whose input is a Dense layer with linear activation; no Lambda layers.
+    (`custom` asks less of your own models: any final softmax layer, see there.)
     """
     problems = []
-    if not isinstance(model, keras.Model) or not hasattr(model, "inputs") or model.inputs is None:
-        return [f"expected a functional keras.Model, got {type(model).__name__}"]
+    try:
+        kg.functional(model)
+    except (TypeError, ValueError) as e:
+        return [str(e)]
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         problems.append(f"expected one input and one output, got {len(model.inputs)} and {len(model.outputs)}")
         return problems
@@ -118,17 +137,28 @@ def check_structure(model: keras.Model) -> list[str]:
         problems.append(f"Lambda layers are not allowed: {lambdas}")
     if len(model.outputs[0].shape) != 2:
         problems.append(f"expected a (batch, classes) output, got shape {model.outputs[0].shape}")
-    last = _producer(model, model.outputs[0])
-    if last is None or not _is_softmax(last):
+    node = _final_node(model)
+    last = None if node is None else node.operation
+    if node is None or kg.softmax_kind(node) != "layer":
         problems.append(f"the last layer must be a Softmax layer, got {type(last).__name__} {getattr(last, 'name', '')!r}"
                         " (split_softmax() fixes a Dense with softmax activation)")
         return problems
-    dense = _producer(model, last.input)
-    if not isinstance(dense, keras.layers.Dense) or getattr(dense.activation, "__name__", "") != "linear":
+    nodes = kg.nodes(kg.functional(model))
+    dense_node = kg.producer(nodes, node.input_tensors[0])
+    dense = None if dense_node is None else dense_node.operation
+    if not isinstance(dense, keras.layers.Dense) or kg.activation_name(dense.activation) != "linear":
         problems.append(f"the Softmax must follow a Dense layer with linear activation (logits), got "
                         f"{type(dense).__name__} {getattr(dense, 'name', '')!r}"
                         + (f" with activation {dense.activation.__name__}" if isinstance(dense, keras.layers.Dense) else ""))
     return problems
+
+
+def _free_name(model, name: str) -> str:
+    taken = {lyr.name for lyr in model.layers}
+    k, out = 1, name
+    while out in taken:
+        out, k = f"{name}_{k}", k + 1
+    return out
 
 
 def split_softmax(model: keras.Model, name: str | None = None) -> keras.Model:
@@ -139,17 +169,35 @@ def split_softmax(model: keras.Model, name: str | None = None) -> keras.Model:
     """
     if not check_structure(model):
         return model
-    last = _producer(model, model.outputs[0])
-    if not isinstance(last, keras.layers.Dense) or getattr(last.activation, "__name__", "") != "softmax":
-        raise ValueError(f"{model.name}: cannot split the softmax off a {type(last).__name__} layer {last.name!r}; "
-                         "expected a final Dense layer with softmax activation")
+    node = _final_node(model)
+    last = None if node is None else node.operation
+    if node is None or kg.softmax_kind(node) != "dense":
+        raise ValueError(f"{model.name}: cannot split the softmax off a {type(last).__name__} layer "
+                         f"{getattr(last, 'name', '')!r}; expected a final Dense layer with softmax activation")
     taken = {lyr.name for lyr in model.layers}
     lname, pname = ("logits", "probs") if not {"logits", "probs"} & taken else (last.name + "_logits", last.name + "_probs")
     dense = keras.layers.Dense(last.units, use_bias=last.use_bias, name=lname)
-    logits = dense(last.input)
+    logits = dense(node.input_tensors[0])
     dense.set_weights(last.get_weights())
     out = keras.layers.Softmax(name=pname)(logits)
     return keras.Model(model.inputs, out, name=name or model.name)
+
+
+def flatten(model: keras.Model, name: str | None = None) -> keras.Model:
+    """`model` with its nested models (e.g. a ``keras.applications`` base inside a Sequential) replaced
+    by their layers, sharing every weight: one functional graph whose layers the CI engine can ablate.
+
+    ``flat = zoo.flatten(keras.Sequential([keras.Input(s), base, GlobalAveragePooling2D(), Dense(10),
+    Softmax()]))``: ``flat.get_layer("out_relu")`` is the base's layer. A model without nested models is
+    returned unchanged. `custom` and `ci` flatten by themselves; see `keras_graph.flatten`.
+    """
+    return kg.flatten(model, name)
+
+
+def layer_output(model: keras.Model, layer) -> "keras.KerasTensor":
+    """The output tensor of `layer`'s call in `model`'s graph: use it instead of ``layer.output`` (the
+    layer's *first* call, possibly in another model) on a flattened or rebuilt model."""
+    return kg.output_of(model, layer)
 
 
 # ---------------------------------------------------------------------------------- entries
@@ -244,34 +292,78 @@ def resolve(model: str | ZooModel) -> ZooModel:
                     f"got {type(model).__name__}")
 
 
-def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, class_names=None, ci_layer=None,
-           name: str = "custom", dataset: str | None = None, normalize=None) -> ZooModel:
-    """Wrap your own functional Keras classifier so that it works wherever a zoo name does.
+OUTPUTS = ("probabilities", "logits")
 
-    `preprocess` maps uint8 RGB images to the model's float32 inputs. A final Dense with softmax
-    activation is split into Dense(linear) + Softmax (`split_softmax`); any other ending that is not
-    Dense(linear) -> Softmax raises ValueError. `class_names` default to "0", "1", ...; `ci_layer`
-    defaults to `ci.default_layer` (the last rank-4, non-pooling layer).
+
+def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs: str = "probabilities",
+           class_names=None, ci_layer=None, name: str = "custom", dataset: str | None = None,
+           normalize=None) -> ZooModel:
+    """Wrap your own Keras classifier so that it works wherever a zoo name does.
+
+    `model`: a functional or Sequential Keras model with one (N, H, W, C) input and one (N, classes)
+    output. Nested models (a ``keras.applications`` base inside your model) are flattened into one graph
+    of their layers (`flatten`, weights shared), so that every layer, the base's included, can be the
+    CI layer. A subclassed model is refused with a TypeError saying how to trace it into a functional one.
+
+    `outputs`: what `model` outputs. ``"probabilities"`` (default): it must end in a softmax over the
+    classes, i.e. a ``Softmax`` layer or ``Activation("softmax")`` (its input are the logits), or a Dense
+    with softmax activation (split into Dense(linear) + Softmax by `split_softmax`). ``"logits"``: the
+    model outputs logits; a Softmax layer (``probs``) is appended, so the ZooModel's `model` outputs
+    probabilities like every zoo model, and its logits, the Softmax's input, serve every CI definition
+    and the attacks. ZooModel.outputs records which it was.
+
+    `preprocess` maps uint8 RGB images to the model's float32 inputs; `normalize` (optional, for the
+    attacks) float pixels in [0, 255] -> model inputs. `class_names` default to "0", "1", ...;
+    `ci_layer` defaults to `ci.default_layer` (the last convolutional feature map with H x W > 1).
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"custom: expected a keras.Model, got {type(model).__name__}")
+    kg.functional(model)  # TypeError naming the fix for a subclassed model
     if not callable(preprocess):
         raise ValueError(f"custom: preprocess must be a callable (uint8 images -> float32 inputs), got {preprocess!r}")
-    problems = check_structure(model)
-    if problems:
-        try:
-            model = split_softmax(model)
-        except ValueError:
-            raise ValueError(f"custom model {name!r}: " + "; ".join(problems)) from None
+    if outputs not in OUTPUTS:
+        raise ValueError(f"custom model {name!r}: outputs={outputs!r}; expected one of {OUTPUTS}")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"custom model {name!r}: expected one input and one output, got {len(model.inputs)} "
+                         f"and {len(model.outputs)}")
+    if len(model.outputs[0].shape) != 2:
+        raise ValueError(f"custom model {name!r}: expected a (batch, classes) output, got shape "
+                         f"{tuple(model.outputs[0].shape)}")
+    model = kg.flatten(model)
+    node = _final_node(model)
+    kind = None if node is None else kg.softmax_kind(node)
+    last = "its input" if node is None else f"{type(node.operation).__name__} layer {node.operation.name!r}"
+    if outputs == "logits":
+        if kind is not None:
+            raise ValueError(f"custom model {name!r}: outputs='logits', but the model ends in a softmax ({last}); "
+                             "pass outputs='probabilities'")
+        logits = model.outputs[0]
+    elif kind == "dense":
+        model = split_softmax(model)
+        logits = None
+    elif kind == "layer":
+        # a Softmax whose first call is elsewhere (a head shared with another model): give this model its
+        # own, so that `layer.input` and `layer.output` of its final layer are this model's (attacks read them)
+        logits = None if node.operation.output is model.outputs[0] else node.input_tensors[0]
+    else:
+        raise ValueError(f"custom model {name!r}: the output is made by {last}, not by a softmax over the "
+                         "classes (a Softmax layer, Activation('softmax') or a Dense with softmax activation). "
+                         "If the model outputs logits, pass outputs='logits'; if its softmax is hidden in a "
+                         "Lambda or a Python function, end the model in keras.layers.Softmax() instead")
+    if logits is not None:
+        out = keras.layers.Softmax(name=_free_name(model, "probs"))(logits)
+        model = keras.Model(model.inputs[0], out, name=model.name)
     n_out = model.outputs[0].shape[-1]
     classes = tuple(str(i) for i in range(n_out)) if class_names is None else tuple(class_names)
     if len(classes) != n_out:
         raise ValueError(f"custom model {name!r}: {len(classes)} class names for {n_out} outputs")
     ci = ci_layer or default_layer(model)
     try:
-        model.get_layer(ci)
-    except ValueError:
-        raise ValueError(f"custom model {name!r}: no layer named {ci!r} (ci_layer)") from None
+        kg.output_of(model, ci)
+    except ValueError as e:
+        raise ValueError(f"custom model {name!r}: no layer named {ci!r} (ci_layer) that is called once in the "
+                         f"model: {e}") from None
     if dataset is not None and dataset not in DATASETS:
         raise ValueError(f"custom model {name!r}: dataset {dataset!r}; expected one of {DATASETS} or None")
-    return ZooModel(name, model, preprocess, classes, ci, tuple(model.input_shape[1:]), dataset, normalize)
+    return ZooModel(name, model, preprocess, classes, ci, tuple(model.input_shape[1:]), dataset, normalize,
+                    outputs=outputs)
