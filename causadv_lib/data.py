@@ -444,6 +444,9 @@ class ImagePool:
 
     `load(indices)` decodes images to uint8 RGB: an (N, H, W, 3) array when all images share one
     size (CIFAR-10), else a list of (H, W, 3) arrays (ImageNet).
+
+    Your own images: ``ImagePool.from_arrays(images, labels, class_names)`` (in memory), or
+    ``ImagePool.from_loader(name, ids, labels, class_names, load)`` (read on demand by ``load(indices)``).
     """
 
     name: str
@@ -460,6 +463,43 @@ class ImagePool:
             raise DataError(f"pool {self.name}: {len(self.ids)} ids (unique required) but {len(labels)} labels")
         if len(labels) and not (0 <= labels.min() and labels.max() < len(self.class_names)):
             raise DataError(f"pool {self.name}: labels outside 0..{len(self.class_names) - 1}")
+
+    @classmethod
+    def from_loader(cls, name: str, ids: Sequence[str], labels, class_names: Sequence[str],
+                    load: Callable[[np.ndarray], list | np.ndarray]) -> "ImagePool":
+        """A pool whose images `load(indices)` returns on demand (uint8 RGB: an (n, H, W, 3) array or a
+        list of (H, W, 3) arrays, for an int64 array of positions)."""
+        if not callable(load):
+            raise DataError(f"pool {name}: load must be a callable (int64 indices -> uint8 images), got {load!r}")
+        return cls(str(name), tuple(str(i) for i in ids), np.asarray(labels), tuple(class_names), load)
+
+    @classmethod
+    def from_arrays(cls, images, labels, class_names: Sequence[str] | None = None, ids: Sequence[str] | None = None,
+                    name: str = "images") -> "ImagePool":
+        """A pool of images in memory: `images` uint8 RGB, an (N, H, W, 3) array or a list of (H, W, 3)
+        arrays; `labels` (N,) class indices; `class_names` default to "0", "1", ... up to the largest
+        label; `ids` default to "0", "1", ... (they must be unique)."""
+        arrays = images if isinstance(images, np.ndarray) else [np.asarray(im) for im in images]
+        dtypes = {arrays.dtype} if isinstance(arrays, np.ndarray) else {a.dtype for a in arrays}
+        shapes = [arrays.shape[1:]] if isinstance(arrays, np.ndarray) else [a.shape for a in arrays]
+        if dtypes - {np.dtype(np.uint8)} or any(len(sh) != 3 or sh[-1] != 3 for sh in shapes):
+            raise DataError(f"pool {name}: expected uint8 RGB images ((N, H, W, 3) or a list of (H, W, 3)), got "
+                            f"dtype {', '.join(map(str, sorted(dtypes, key=str)))} and shape "
+                            f"{arrays.shape if isinstance(arrays, np.ndarray) else shapes[:1]}")
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+            raise DataError(f"pool {name}: labels must be (N,) integer class indices, got {labels.dtype} {labels.shape}")
+        if len(labels) != len(arrays):
+            raise DataError(f"pool {name}: {len(arrays)} images but {len(labels)} labels")
+        if class_names is None:
+            class_names = tuple(str(c) for c in range(int(labels.max()) + 1 if labels.size else 0))
+        ids = tuple(str(i) for i in range(len(labels))) if ids is None else tuple(str(i) for i in ids)
+
+        def load(idx: np.ndarray):
+            if isinstance(arrays, np.ndarray):
+                return arrays[idx]
+            return [arrays[i] for i in idx]
+        return cls(str(name), ids, labels, tuple(class_names), load)
 
     def __len__(self) -> int:
         return len(self.ids)

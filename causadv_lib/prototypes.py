@@ -9,7 +9,11 @@ the lower pool index, so the choice is deterministic. A class without any correc
 instance is reported in ``missing`` (its row holds index -1, id "", NaN probability and CI), never
 silently dropped.
 
-    >>> protos = select_prototypes(zm.model, x_pool, labels, ids, layer=zm.ci_layer)
+Three entry points, by what you have:
+
+    >>> protos = from_images(zm, uint8_images, labels)          # a ZooModel (zoo.get / zoo.custom) and images
+    >>> protos = for_pool(zm, data.pool("cifar10_prototypes"))  # a ZooModel and an ImagePool (cached)
+    >>> protos = select_prototypes(keras_model, inputs, labels, ids, layer=...)  # preprocessed model inputs
     >>> protos.vector(3)                 # CI vector of class 3's prototype
     >>> protos.save(path); Prototypes.load(path)
 """
@@ -90,15 +94,36 @@ def _log_prob_of(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, m + np.log(np.exp(d - m[:, None]).sum(axis=1)))
 
 
+def _is_zoo_model(obj) -> bool:
+    from .zoo import ZooModel
+    return isinstance(obj, ZooModel)
+
+
+def _keras_model_name(obj) -> str | None:
+    import keras
+    return obj.name if isinstance(obj, keras.Model) else None
+
+
 def select_prototypes(model, images, labels, ids, *, layer=None, definition: str = "probability",
                       outputs: str = "probabilities", num_classes: int | None = None, batch_size: int = 64,
                       progress: bool | None = None) -> Prototypes:
     """The prototype of every class among `images` (preprocessed model inputs, read batch by batch).
 
-    labels: (N,) true classes; ids: (N,) image ids stored with the prototypes. num_classes defaults to
-    the model's number of outputs. The CI vectors use `ci.counterfactual_information` with `layer`,
-    `definition` and `outputs`.
+    model: a Keras model (for a ZooModel and uint8 images use `from_images`). labels: (N,) true classes;
+    ids: (N,) image ids stored with the prototypes. num_classes defaults to the model's number of
+    outputs. The CI vectors use `ci.counterfactual_information` with `layer`, `definition` and `outputs`.
     """
+    if _is_zoo_model(model):
+        raise TypeError(f"select_prototypes takes a Keras model and preprocessed model inputs, got the ZooModel "
+                        f"{model.name!r}: use prototypes.from_images({model.name!r} zoo model, uint8_images, labels) "
+                        "(it preprocesses them), or select_prototypes(zoo_model.model, zoo_model.preprocess(images), "
+                        "labels, ids, layer=zoo_model.ci_layer)")
+    if len(images):
+        first = np.asarray(images[:1])
+        if not np.issubdtype(first.dtype, np.floating):
+            raise ValueError(f"images have dtype {first.dtype}; select_prototypes expects float model inputs "
+                             "(already preprocessed). For raw uint8 images use prototypes.from_images(zoo_model, "
+                             "images, labels), which preprocesses them")
     labels = np.asarray(labels, np.int64)
     ids = [str(i) for i in ids]
     if not len(images) == len(labels) == len(ids):
@@ -149,8 +174,18 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     """
     from . import __version__
     from . import cache as ccache
+    from .data import ImagePool
     from .samples import spread
 
+    if not _is_zoo_model(zoo_model):
+        name = _keras_model_name(zoo_model)
+        raise TypeError(f"for_pool takes a ZooModel, got {type(zoo_model).__name__}"
+                        + (f" {name!r}: wrap it with zoo.custom(model, preprocess) first" if name else
+                           " (zoo.get(name) or zoo.custom(keras_model, preprocess))"))
+    if not isinstance(pool, ImagePool):
+        raise TypeError(f"for_pool takes an ImagePool (data.pool(name), ImagePool.from_arrays(images, labels)), got "
+                        f"{type(pool).__name__}; for images in an array use prototypes.from_images(zoo_model, "
+                        "images, labels)")
     idx = spread(len(pool), limit)
     images = np.concatenate([zoo_model.preprocess(pool.load(idx[i:i + batch_size]))
                              for i in range(0, len(idx), batch_size)])
@@ -176,3 +211,36 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     if key is not None:
         found.save(path)
     return found
+
+
+def from_images(zoo_model, images, labels, ids=None, *, definition: str = "probability", cache: bool = False,
+                batch_size: int = 64, progress: bool | None = None) -> Prototypes:
+    """The prototypes of `zoo_model` among your own images: uint8 RGB images and their labels in,
+    prototypes out.
+
+    zoo_model: a ZooModel (`zoo.get(name)`, or `zoo.custom(keras_model, preprocess)` for your model);
+    images: uint8 RGB, an (N, H, W, 3) array or a list of (H, W, 3) arrays (preprocessed here with
+    ``zoo_model.preprocess``); labels: (N,) true classes in [0, zoo_model.num_classes); ids: (N,) unique
+    names stored with the prototypes (default "0", "1", ...: ``index`` and ``ids`` refer to positions in
+    `images`). CI vectors use the zoo model's CI layer and `definition`. cache: store the result as
+    `for_pool` does (keyed by the model, the images and everything else it depends on).
+    """
+    from .data import DataError, ImagePool
+
+    if not _is_zoo_model(zoo_model):
+        name = _keras_model_name(zoo_model)
+        raise TypeError(f"from_images takes a ZooModel, got {type(zoo_model).__name__}"
+                        + (f" {name!r}: wrap it first, zm = zoo.custom(model, preprocess), or pass preprocessed "
+                           "inputs to select_prototypes(model, inputs, labels, ids)" if name else
+                           " (zoo.get(name), or zoo.custom(keras_model, preprocess) for your own model)"))
+    arr = images if isinstance(images, np.ndarray) else None
+    if arr is not None and arr.dtype != np.uint8:
+        raise ValueError(f"images have dtype {arr.dtype}; from_images expects uint8 RGB images (it preprocesses them "
+                         f"with {zoo_model.name}'s preprocess). For model inputs that are already preprocessed use "
+                         "select_prototypes(zoo_model.model, inputs, labels, ids, layer=zoo_model.ci_layer)")
+    labels = np.asarray(labels)
+    try:
+        pool = ImagePool.from_arrays(images, labels, zoo_model.class_names, ids, name=f"{zoo_model.name}_images")
+    except DataError as e:
+        raise ValueError(str(e)) from None
+    return for_pool(zoo_model, pool, definition=definition, cache=cache, batch_size=batch_size, progress=progress)

@@ -60,3 +60,59 @@ def test_ties_at_probability_one_are_broken_by_log_probability():
     margin = logits[:, 0] - np.log(np.exp(logits[:, 1:]).sum(1))
     assert pr.index[0] == np.argmax(margin)
     assert pr.missing == (1, 2, 3) and pr.probability[0] == 1.0
+
+
+# ------------------------------------------------------------------------------- your own images
+def _zoo_model():
+    from causadv_lib import zoo
+    return zoo.custom(_model(), lambda im: np.asarray(im, np.float32) / 127.5 - 1, name="proto_zm",
+                      class_names=["a", "b", "c", "d"])
+
+
+def test_from_images_is_images_and_labels_in_prototypes_out(tmp_path, monkeypatch):
+    from causadv_lib import prototypes
+    from causadv_lib.data import ImagePool
+
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
+    zm = _zoo_model()
+    imgs = np.random.default_rng(3).integers(0, 256, (30, 6, 6, 3), dtype=np.uint8)
+    labels = zm.predict(imgs).argmax(1)
+    pr = prototypes.from_images(zm, imgs, labels)
+    ref = select_prototypes(zm.model, zm.preprocess(imgs), labels, [str(i) for i in range(30)], layer=zm.ci_layer)
+    np.testing.assert_array_equal(pr.index, ref.index)
+    np.testing.assert_array_equal(pr.ci, ref.ci)
+    assert pr.ids == ref.ids and pr.layer == "act"
+    as_list = prototypes.from_images(zm, list(imgs), labels, ids=[f"im{i}" for i in range(30)], cache=True)
+    np.testing.assert_array_equal(as_list.ci, pr.ci)
+    assert as_list.ids[pr.classes[0]] == f"im{pr.index[pr.classes[0]]}"
+    pool = ImagePool.from_arrays(imgs, labels, zm.class_names)
+    np.testing.assert_array_equal(prototypes.for_pool(zm, pool, cache=False).ci, pr.ci)
+    lazy = ImagePool.from_loader("lazy", [str(i) for i in range(30)], labels, zm.class_names, lambda idx: imgs[idx])
+    np.testing.assert_array_equal(lazy.load([3, 1]), imgs[[3, 1]])
+
+
+def test_mix_ups_get_errors_that_say_what_to_do():
+    from causadv_lib import prototypes
+    from causadv_lib.data import DataError, ImagePool
+
+    zm = _zoo_model()
+    imgs = np.random.default_rng(4).integers(0, 256, (8, 6, 6, 3), dtype=np.uint8)
+    labels = np.arange(8) % 4
+    with pytest.raises(TypeError, match="ZooModel.*from_images"):
+        select_prototypes(zm, zm.preprocess(imgs), labels, list("abcdefgh"))
+    with pytest.raises(ValueError, match="dtype uint8.*from_images"):
+        select_prototypes(zm.model, imgs, labels, list("abcdefgh"))
+    with pytest.raises(TypeError, match="ZooModel.*zoo.custom"):
+        prototypes.for_pool(zm.model, ImagePool.from_arrays(imgs, labels))
+    with pytest.raises(TypeError, match="ImagePool.*from_images"):
+        prototypes.for_pool(zm, imgs)
+    with pytest.raises(TypeError, match="ZooModel.*zoo.custom"):
+        prototypes.from_images(zm.model, imgs, labels)
+    with pytest.raises(ValueError, match="float32.*uint8 RGB.*select_prototypes"):
+        prototypes.from_images(zm, zm.preprocess(imgs), labels)
+    with pytest.raises(ValueError, match="labels outside"):
+        prototypes.from_images(zm, imgs, labels + 4)
+    with pytest.raises(ValueError, match="8 images but 3 labels"):
+        prototypes.from_images(zm, imgs, labels[:3])
+    with pytest.raises(DataError, match="uint8 RGB"):
+        ImagePool.from_arrays(imgs[..., 0], labels)
