@@ -239,3 +239,151 @@ def labelled(clean: Samples, adv: Samples) -> tuple[np.ndarray, np.ndarray, np.n
     y = np.r_[np.zeros(clean.n, np.int64), np.ones(adv.n, np.int64)]
     return (y, np.r_[clean.source, adv.source], np.vstack([clean.confidence, adv.confidence]),
             np.vstack([clean.ci, adv.ci]))
+
+
+# ------------------------------------------------------------------------- rows of notebook 08
+#: the two directions of every ROC row: the one fixed in advance (the paper's for a strategy, "low
+#: confidence = suspicious" for a confidence score) and the two-sided clean-tail score (no direction)
+FIXED, TWO_SIDED = "fixed", "two-sided (clean)"
+#: the verdicts of `logistic_rows`, in the order the notebook counts them
+VERDICTS = ("CI adds", "no detectable difference", "CI hurts", "confidence at ceiling", "too few samples")
+#: confidence alone at or above this AUC (lower bootstrap bound) leaves nothing for CI to add
+CEILING = 0.99
+
+
+def _round(x, nd: int = 3):
+    """float rounded to `nd` digits, None for None or NaN (never -0.0)."""
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), nd) + 0.0
+
+
+def attacks(samples: dict) -> list:
+    """[(AttackKey, Samples)] of `samples_of`'s attacks that have at least one successful example."""
+    from . import experiment
+
+    return [(k, s) for k, s in samples.items() if k != experiment.CLEAN and s.n]
+
+
+def roc_row(clean_scores, adv_scores, direction: str = FIXED) -> dict:
+    """n_clean, n_adv, auc, tpr@5%fpr, realised fpr of one score (larger = suspicious), NaN scores dropped.
+
+    `direction` FIXED scores as given; TWO_SIDED first maps both sides to `metrics.two_sided_scores`
+    (clean tails, clean samples leave-one-out). Undefined metrics are None.
+    """
+    from . import metrics
+
+    c = np.asarray(clean_scores, np.float64)
+    a = np.asarray(adv_scores, np.float64)
+    c, a = c[~np.isnan(c)], a[~np.isnan(a)]
+    row = {"n_clean": int(c.size), "n_adv": int(a.size), "auc": None, "tpr@5%fpr": None, "realised fpr": None}
+    if direction == TWO_SIDED:
+        if c.size < 2 or not a.size:
+            return row
+        c, a = metrics.two_sided_scores(c, a)
+    elif direction != FIXED:
+        raise ValueError(f"direction: expected {FIXED!r} or {TWO_SIDED!r}, got {direction!r}")
+    r = metrics.detection_row(c, a, fpr=0.05)
+    return row | {"auc": _round(r["auc"]), "tpr@5%fpr": _round(r["tpr_at_5fpr"]),
+                  "realised fpr": _round(r["realised_fpr"])}
+
+
+def zero_share_rows(by_definition: dict, meta: dict) -> list[dict]:
+    """One row per group of one setting: N, K, share of p_c == 1.0, and per definition the share of CI
+    values exactly 0 and the median number of zero filters per sample.
+
+    by_definition: {definition: `samples_of` result} (the same groups under each); meta: leading columns.
+    """
+    first = next(iter(by_definition.values()))
+    rows = []
+    for group, s in first.items():
+        row = dict(meta) | {"samples": s.name, "N": s.n, "K": s.n_filters,
+                            "p = 1.0": _round(s.saturated.mean()) if s.n else None}
+        for defn, S in by_definition.items():
+            z = S[group].ci_zero
+            row[f"zero share: {defn}"] = _round(z.sum() / (z.size * s.n_filters)) if z.size else None
+            row[f"median #zero: {defn}"] = float(np.median(z)) if z.size else None
+        rows.append(row)
+    return rows
+
+
+def confidence_roc_rows(samples: dict, meta: dict) -> list[dict]:
+    """ROC rows of every confidence score x direction (FIXED = low confidence suspicious, TWO_SIDED) x attack."""
+    from . import experiment
+
+    clean = samples[experiment.CLEAN]
+    return [dict(meta) | {"strategy": name, "score": SCORE_NAMES[name],
+                          "direction": "conventional" if direction == FIXED else direction, "attack": key.label}
+            | roc_row(clean.confidence_score(name), adv.confidence_score(name), direction)
+            for name in SCORES for direction in (FIXED, TWO_SIDED) for key, adv in attacks(samples)]
+
+
+def strategy_roc_rows(samples: dict, meta: dict) -> list[dict]:
+    """ROC rows of every CI score x direction (FIXED = the paper's, TWO_SIDED) x attack."""
+    from . import experiment
+
+    clean = samples[experiment.CLEAN]
+    return [dict(meta) | {"strategy": v, "score": CI_NAMES[v], "direction": "paper" if direction == FIXED else direction,
+                          "attack": key.label}
+            | roc_row(clean.ci_score(v), adv.ci_score(v), direction)
+            for v in CI_VARIANTS for direction in (FIXED, TWO_SIDED) for key, adv in attacks(samples)]
+
+
+def binned_rows(samples: dict, meta: dict, n_bins: int = 4, with_confidence: bool = False) -> tuple[list, list]:
+    """(per-bin rows, one summary row per score and attack) of `metrics.binned_auc` within bins of the
+    confidence score ``msp`` (log(1 - p_max)) pooled over clean and adversarial samples.
+
+    Summary rows: ``auc`` overall, ``within bins`` (`metrics.within_bin_auc`) and the number of
+    clean/adversarial pairs sharing a bin. `with_confidence` adds the ``msp`` score itself (its
+    ``definition`` column reads "(confidence)").
+    """
+    from . import experiment, metrics
+
+    clean = samples[experiment.CLEAN]
+    cases = [(v, CI_NAMES[v], lambda s, v=v: s.ci_score(v), meta) for v in CI_VARIANTS]
+    if with_confidence:
+        cases.append(("msp", SCORE_NAMES["msp"], lambda s: s.confidence_score("msp"),
+                      dict(meta) | ({"definition": "(confidence)"} if "definition" in meta else {})))
+    per_bin, summary = [], []
+    for v, name, score, m in cases:
+        for key, adv in attacks(samples):
+            bins = metrics.binned_auc(score(clean), score(adv), clean.confidence_score("msp"),
+                                      adv.confidence_score("msp"), n_bins=n_bins)
+            base = dict(m) | {"strategy": v, "score": name, "attack": key.label}
+            per_bin += [base | {k: (_round(x, 4) if isinstance(x, float) else x) for k, x in b.items()} for b in bins]
+            summary.append(base | {"auc": _round(metrics.roc_auc(score(clean), score(adv), nan_policy="omit")),
+                                   "within bins": _round(metrics.within_bin_auc(bins)),
+                                   "pairs in shared bins": int(sum(b["n_clean"] * b["n_adv"] for b in bins))})
+    return per_bin, summary
+
+
+def verdict(r: dict) -> str:
+    """One of `VERDICTS` for a `metrics.logistic_cv_comparison` result (base = confidence, extra = CI)."""
+    if not r["n_splits"]:
+        return "too few samples"
+    if r["auc_base_lo"] >= CEILING:
+        return "confidence at ceiling"
+    if r["delta_lo"] > 0:
+        return "CI adds"
+    if r["delta_hi"] < 0:
+        return "CI hurts"
+    return "no detectable difference"
+
+
+LOGISTIC_KEYS = ("auc_base", "auc_extra", "auc_both", "delta")
+
+
+def logistic_rows(samples: dict, meta: dict, *, n_splits: int = 5, seed: int = 0, n_boot: int = 1000) -> list[dict]:
+    """Per attack: `metrics.logistic_cv_comparison` of confidence features (base) against CI features
+    (extra) and both, clean images (0) against the attack's successes (1), grouped by source image; with
+    the `verdict`. Columns: meta, attack, n_clean, n_adv, folds, the AUCs and delta with ``_lo``/``_hi``."""
+    from . import experiment, metrics
+
+    clean = samples[experiment.CLEAN]
+    rows = []
+    for key, adv in attacks(samples):
+        y, groups, Xc, Xi = labelled(clean, adv)
+        r = metrics.logistic_cv_comparison(Xc, Xi, y, groups, n_splits=n_splits, seed=seed, n_boot=n_boot)
+        rows.append(dict(meta) | {"attack": key.label, "n_clean": r["n_neg"], "n_adv": r["n_pos"],
+                                  "folds": r["n_splits"]}
+                    | {f"{k}{s}": _round(r[f"{k}{s}"]) for k in LOGISTIC_KEYS for s in ("", "_lo", "_hi")}
+                    | {"verdict": verdict(r)})
+    return rows

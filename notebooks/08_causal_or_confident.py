@@ -66,22 +66,14 @@ LABEL = experiment.DATASET_LABELS
 ATTACKS = [k.label for k in SETUPS[0].keys(SETUPS[0].paper_eps)]
 
 
-def fmt(x, nd=2):
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
-
-
-def rnd(x, nd=3):
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd) + 0.0  # no -0.0
-
-
-def attacks_of(d, defn, eps):
-    """(key, Samples) of each attack with at least one successful example."""
-    return [(k, s) for k, s in SAMPLES[(d, defn, eps)].items() if k != CLEAN and s.n]
-
-
+META = {(d, eps): {"dataset": LABEL[d], "eps": experiment.eps_label(eps)} for d, eps in SETTINGS}
+fmt = lambda x, nd=2: "n/a" if x is None or x != x else f"{x:.{nd}f}"  # noqa: E731  (x != x: NaN)
+pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+rated = lambda rows, **m: [r for r in rows if r["auc"] is not None and all(r[k] == v for k, v in m.items())]  # noqa: E731
 print(f"profile {profile}: {N_BINS} confidence bins, {N_SPLITS} folds, {N_BOOT} bootstrap resamples; " + "; ".join(
     f"{LABEL[d]} eps {experiment.eps_label(eps)}: {SAMPLES[(d, 'probability', eps)][CLEAN].n} clean, "
-    f"{sum(s.n for _, s in attacks_of(d, 'probability', eps))} adversarial" for d, eps in SETTINGS))
+    f"{sum(s.n for _, s in confidence.attacks(SAMPLES[(d, 'probability', eps)]))} adversarial"
+    for d, eps in SETTINGS))
 
 # %% [markdown]
 # ## 1 Exact zeros under each definition
@@ -92,23 +84,14 @@ print(f"profile {profile}: {N_BINS} confidence bins, {N_SPLITS} folds, {N_BOOT} 
 # all (a dead filter, whose activation map is already 0).
 
 # %%
-zero_rows = []
-for d, eps in SETTINGS:
-    for group, s in SAMPLES[(d, "probability", eps)].items():
-        row = {"dataset": LABEL[d], "eps": experiment.eps_label(eps), "samples": s.name, "N": s.n,
-               "K": s.n_filters, "p = 1.0": rnd(s.saturated.mean() if s.n else math.nan)}
-        for defn in DEFINITIONS:
-            z = SAMPLES[(d, defn, eps)][group].ci_zero
-            row[f"zero share: {defn}"] = rnd(z.sum() / (z.size * s.n_filters) if z.size else math.nan)
-            row[f"median #zero: {defn}"] = None if not z.size else float(np.median(z))
-        zero_rows.append(row)
+zero_rows = [row for d, eps in SETTINGS for row in confidence.zero_share_rows(
+    {defn: SAMPLES[(d, defn, eps)] for defn in DEFINITIONS}, META[(d, eps)])]
 zero_cols = ["dataset", "eps", "samples", "N", "K", "p = 1.0"] + [f"zero share: {x}" for x in DEFINITIONS] + [
     f"median #zero: {x}" for x in DEFINITIONS]
 _ = rep.table("table08_zero_share", zero_rows, zero_cols)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
 compact = [{"dataset": r["dataset"], "eps": r["eps"], "samples": r["samples"], "N": r["N"],
             "p = 1.0": pct(r["p = 1.0"]),
             **{x: f"{pct(r[f'zero share: {x}'])} (median {fmt(r[f'median #zero: {x}'], 0)}/{r['K']})"
@@ -147,45 +130,20 @@ display(Markdown("\n".join(lines)))
 # notebook 4's ROC table: AUC, and TPR at 5% FPR with the threshold set on clean images only.
 
 # %%
-def roc_row(d, eps, key, score_id, score_name, direction, clean_s, adv_s, definition=None):
-    clean_s = np.asarray(clean_s, np.float64)
-    adv_s = np.asarray(adv_s, np.float64)
-    clean_s, adv_s = clean_s[~np.isnan(clean_s)], adv_s[~np.isnan(adv_s)]
-    row = {"dataset": LABEL[d], "eps": experiment.eps_label(eps), "definition": definition, "strategy": score_id,
-           "score": score_name, "direction": direction, "attack": key.label, "n_clean": clean_s.size,
-           "n_adv": adv_s.size, "auc": None, "tpr@5%fpr": None, "realised fpr": None}
-    if direction == "two-sided (clean)":
-        if clean_s.size < 2 or not adv_s.size:
-            return row
-        clean_s, adv_s = metrics.two_sided_scores(clean_s, adv_s)
-    r = metrics.detection_row(clean_s, adv_s, fpr=0.05)
-    return row | {"auc": rnd(r["auc"]), "tpr@5%fpr": rnd(r["tpr_at_5fpr"]), "realised fpr": rnd(r["realised_fpr"])}
-
-
-DIRECTIONS = ("conventional", "two-sided (clean)")
-conf_rows = []
-for d, eps in SETTINGS:
-    S = SAMPLES[(d, "probability", eps)]
-    for name in confidence.SCORES:
-        for direction in DIRECTIONS:
-            for key, adv in attacks_of(d, "probability", eps):
-                conf_rows.append(roc_row(d, eps, key, name, confidence.SCORE_NAMES[name], direction,
-                                         S[CLEAN].confidence_score(name), adv.confidence_score(name)))
+conf_rows = [row for d, eps in SETTINGS
+             for row in confidence.confidence_roc_rows(SAMPLES[(d, "probability", eps)], META[(d, eps)])]
 _ = rep.table("table08_confidence_roc", conf_rows)
-
-
-def compact_roc(rows, keys):
-    out = {}
-    for r in rows:
-        row = out.setdefault(tuple(r[k] for k in keys), {k: r[k] for k in keys})
-        row[r["attack"]] = "n/a" if r["auc"] is None else f"{r['auc']:.2f} / {r['tpr@5%fpr']:.2f}"
-    return list(out.values())
-
+compact = {}
+for r in conf_rows:
+    row = compact.setdefault((r["dataset"], r["eps"], r["score"], r["direction"]),
+                             {k: r[k] for k in ("dataset", "eps", "score", "direction")})
+    row[r["attack"]] = "n/a" if r["auc"] is None else f"{r['auc']:.2f} / {r['tpr@5%fpr']:.2f}"
+conf_compact = list(compact.values())
 
 # %%
 # NBVAL_CHECK_OUTPUT
 display(Markdown(report.markdown_table(
-    compact_roc(conf_rows, ["dataset", "eps", "score", "direction"]), ["dataset", "eps", "score", "direction", *ATTACKS],
+    conf_compact, ["dataset", "eps", "score", "direction", *ATTACKS],
     caption="Confidence baselines: ROC-AUC / TPR at 5% FPR (threshold on clean images)")))
 
 # %% [markdown]
@@ -198,15 +156,8 @@ display(Markdown(report.markdown_table(
 # attack.
 
 # %%
-strat_rows = []
-for defn in DEFINITIONS:
-    for d, eps in SETTINGS:
-        S = SAMPLES[(d, defn, eps)]
-        for v in confidence.CI_VARIANTS:
-            for direction in ("paper", "two-sided (clean)"):
-                for key, adv in attacks_of(d, defn, eps):
-                    strat_rows.append(roc_row(d, eps, key, v, confidence.CI_NAMES[v], direction,
-                                              S[CLEAN].ci_score(v), adv.ci_score(v), definition=defn))
+strat_rows = [dict(definition=defn) | row for defn in DEFINITIONS for d, eps in SETTINGS
+              for row in confidence.strategy_roc_rows(SAMPLES[(d, defn, eps)], META[(d, eps)])]
 _ = rep.table("table08_strategy_roc", strat_rows)
 
 by_dir = {}
@@ -225,10 +176,6 @@ for defn in DEFINITIONS:
         caption=f"CI definition `{defn}`: ROC-AUC in the paper's direction / two-sided (clean tails)")))
 
 # %%
-def rated(rows, **match):
-    return [r for r in rows if r["auc"] is not None and all(r[k] == v for k, v in match.items())]
-
-
 lines = []
 for defn in DEFINITIONS:
     paper = rated(strat_rows, definition=defn, direction="paper")
@@ -262,25 +209,10 @@ display(Markdown("\n".join(lines)))
 binned_rows, within_rows = [], []
 for defn in DEFINITIONS:
     for d, eps in SETTINGS:
-        S = SAMPLES[(d, defn, eps)]
-        clean = S[CLEAN]
-        cases = [(v, confidence.CI_NAMES[v], clean.ci_score(v), lambda a, v=v: a.ci_score(v))
-                 for v in confidence.CI_VARIANTS]
-        if defn == DEFINITIONS[0]:
-            cases.append(("msp", confidence.SCORE_NAMES["msp"], clean.confidence_score("msp"),
-                          lambda a: a.confidence_score("msp")))
-        for v, name, clean_s, adv_score in cases:
-            for key, adv in attacks_of(d, defn, eps):
-                bins = metrics.binned_auc(clean_s, adv_score(adv), clean.confidence_score("msp"),
-                                          adv.confidence_score("msp"), n_bins=N_BINS)
-                base = {"definition": defn if v != "msp" else "(confidence)", "dataset": LABEL[d],
-                        "eps": experiment.eps_label(eps), "strategy": v, "score": name, "attack": key.label}
-                binned_rows += [base | {k: (rnd(x, 4) if isinstance(x, float) else x) for k, x in b.items()}
-                                for b in bins]
-                overall = metrics.roc_auc(clean_s, adv_score(adv), nan_policy="omit")
-                within = metrics.within_bin_auc(bins)
-                within_rows.append(base | {"auc": rnd(overall), "within bins": rnd(within),
-                                           "pairs in shared bins": int(sum(b["n_clean"] * b["n_adv"] for b in bins))})
+        per_bin, summary = confidence.binned_rows(SAMPLES[(d, defn, eps)], {"definition": defn} | META[(d, eps)],
+                                                  n_bins=N_BINS, with_confidence=defn == DEFINITIONS[0])
+        binned_rows += per_bin
+        within_rows += summary
 _ = rep.table("table08_binned_auc", binned_rows)
 _ = rep.table("table08_within_bin", within_rows)
 
@@ -341,32 +273,10 @@ display(Markdown("\n".join(lines)))
 # upper bound for any detector built on them, not a detector that would work against an unknown attack.
 
 # %%
-CV = {}
-cv_rows = []
-for defn in DEFINITIONS:
-    for d, eps in SETTINGS:
-        S = SAMPLES[(d, defn, eps)]
-        for key, adv in attacks_of(d, defn, eps):
-            y, groups, Xc, Xi = confidence.labelled(S[CLEAN], adv)
-            r = metrics.logistic_cv_comparison(Xc, Xi, y, groups, n_splits=N_SPLITS, seed=config.SEED, n_boot=N_BOOT)
-            CV[(defn, d, eps, key)] = r
-            if r["n_splits"] == 0:
-                verdict = "too few samples"
-            elif r["auc_base_lo"] >= 0.99:
-                verdict = "confidence at ceiling"
-            elif r["delta_lo"] > 0:
-                verdict = "CI adds"
-            elif r["delta_hi"] < 0:
-                verdict = "CI hurts"
-            else:
-                verdict = "no detectable difference"
-            r["verdict"] = verdict
-            cv_rows.append({"definition": defn, "dataset": LABEL[d], "eps": experiment.eps_label(eps), "attack": key.label,
-                            "n_clean": r["n_neg"], "n_adv": r["n_pos"], "folds": r["n_splits"],
-                            **{k: rnd(r[k]) for k in ("auc_base", "auc_base_lo", "auc_base_hi", "auc_extra",
-                                                      "auc_extra_lo", "auc_extra_hi", "auc_both", "auc_both_lo",
-                                                      "auc_both_hi", "delta", "delta_lo", "delta_hi")},
-                            "verdict": verdict})
+cv_rows = [row for defn in DEFINITIONS for d, eps in SETTINGS
+           for row in confidence.logistic_rows(SAMPLES[(d, defn, eps)], {"definition": defn} | META[(d, eps)],
+                                               n_splits=N_SPLITS, seed=config.SEED, n_boot=N_BOOT)]
+CV = {(r["definition"], r["dataset"], r["eps"], r["attack"]): r for r in cv_rows}
 _ = rep.table("table08_logistic", cv_rows)
 
 # %%
@@ -404,9 +314,9 @@ for i, (d, eps) in enumerate(SETTINGS):
     for j, defn in enumerate(DEFINITIONS):
         if j == 0:
             series["confidence only"] = tuple(
-                [CV.get((defn, d, eps, k), {}).get(f"auc_base{s}") for k in keys] for s in ("", "_lo", "_hi"))
+                [CV.get((defn, LABEL[d], e, k.label), {}).get(f"auc_base{s}") for k in keys] for s in ("", "_lo", "_hi"))
         series[f"confidence + CI ({defn})"] = tuple(
-            [CV.get((defn, d, eps, k), {}).get(f"auc_both{s}") for k in keys] for s in ("", "_lo", "_hi"))
+            [CV.get((defn, LABEL[d], e, k.label), {}).get(f"auc_both{s}") for k in keys] for s in ("", "_lo", "_hi"))
     plots.interval_dots(axes[i, 1], [k.label.replace(" ", "\n") for k in keys], series,
                         ylabel="cross-validated ROC-AUC", reference=0.5, ylim=(0, 1.05),
                         title=f"{LABEL[d]}, eps {e}: logistic models, 95% bootstrap intervals")
@@ -461,9 +371,8 @@ summary = {}
 n_adv = [r["n_adv"] for r in cv_rows if r["folds"]]
 for defn in DEFINITIONS:
     rows = [r for r in cv_rows if r["definition"] == defn]
-    count = {v: sum(r["verdict"] == v for r in rows) for v in
-             ("CI adds", "no detectable difference", "CI hurts", "confidence at ceiling", "too few samples")}
-    open_ = [r for r in rows if r["verdict"] in ("CI adds", "no detectable difference", "CI hurts")]
+    count = {v: sum(r["verdict"] == v for r in rows) for v in confidence.VERDICTS}
+    open_ = [r for r in rows if r["verdict"] in confidence.VERDICTS[:3]]
     med = float(np.median([r["delta"] for r in open_])) if open_ else math.nan
     adds = [f"{r['attack']} ({r['dataset']} {r['eps']}, +{r['delta']:.2f})" for r in rows if r["verdict"] == "CI adds"]
     best = {}

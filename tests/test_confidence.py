@@ -233,3 +233,116 @@ def test_cv_logistic_too_few_samples_gives_nan():
     assert np.isnan(mt.cross_validated_probabilities(np.zeros((4, 1)), y)).all()
     with pytest.raises(ValueError, match="0/1"):
         mt.cross_validated_probabilities(np.zeros((3, 1)), np.array([0, 1, 2]))
+
+
+# ------------------------------------------------------------------ samples of the shared experiment
+def _synthetic_experiment(monkeypatch, seed=0):
+    """12 clean CIFAR-10 samples (2 wrong), six attacks per budget, logits agreeing with the predictions."""
+    from types import SimpleNamespace
+
+    from causadv_lib import experiment
+
+    rng = np.random.default_rng(seed)
+    setup = experiment.setup_for("cifar10", "smoke")
+    C, K, N = 10, 16, 12
+    proto_ci = rng.normal(size=(C, K)).astype(np.float32)
+    proto_ci[9] = np.nan                                      # class 9 has no prototype
+    labels = np.arange(N) % C
+    pred = labels.copy()
+    pred[[0, 1]] = [5, 6]
+    clean_ci = rng.normal(size=(N, K)).astype(np.float32)
+    clean_ci[:, :3] = 0.0
+    logits = {None: (rng.normal(size=(N, C)) + 30.0 * np.eye(C)[pred]).astype(np.float32)}
+    ci_res = lambda ci, p: SimpleNamespace(ci=ci, predicted=p, probability=np.ones(len(p), np.float32),  # noqa: E731
+                                           definition="probability")
+    cs = experiment.CleanSet(setup, tuple(map(str, range(N))), labels, np.zeros((N, 2, 2, 3), np.float32),
+                             ci_res(clean_ci, pred))
+    exp = experiment.Experiment(setup, cs, SimpleNamespace(ci=proto_ci))
+    source = np.flatnonzero(cs.correct)
+    for i, key in enumerate(setup.keys()):
+        adv_pred = (labels[source] + 1 + i) % C
+        adv_ci = rng.normal(size=(len(source), K)).astype(np.float32)
+        adv_ci[:, :5] = 0.0
+        ok = np.arange(len(source)) % 3 != 0
+        res = SimpleNamespace(success=ok, predicted=adv_pred)
+        exp.adversarial[key] = experiment.AdversarialSet(setup, key, res, ci_res(adv_ci, adv_pred), source)
+        logits[key] = (rng.normal(size=(len(source), C)) + 5.0 * np.eye(C)[adv_pred]).astype(np.float32)
+    monkeypatch.setattr(experiment, "logits", lambda e, key=None: logits[key])
+    return exp, logits
+
+
+def test_samples_of_aligns_confidence_and_ci_features(monkeypatch):
+    from causadv_lib import experiment
+
+    exp, logits = _synthetic_experiment(monkeypatch)
+    S = cf.samples_of(exp, 24 / 255)
+    assert list(S)[0] == experiment.CLEAN and len(S) == 7
+    clean = S[experiment.CLEAN]
+    assert clean.n == 10 and clean.source.tolist() == list(range(2, 12))
+    assert np.array_equal(clean.confidence, cf.features(logits[None][2:]))
+    assert clean.ci.shape == (10, len(cf.CI_VARIANTS)) and (clean.ci_zero == 3).all()
+    assert np.array_equal(clean.ci_score("S3(n=5)"), -clean.ci_zero.astype(float))
+    # class 9 has no prototype: S2 and S4 cannot judge those samples (NaN), S1, S3, max CI can
+    no_proto = exp.clean.ci.predicted[2:] == 9
+    assert no_proto.any()
+    assert np.isnan(clean.ci_score("S4(3/10)")[no_proto]).all()
+    assert np.isfinite(clean.ci_score("S1(n=0)")).all() and np.isfinite(clean.ci_score("max CI")).all()
+    key = experiment.AttackKey("pgd", True, 24 / 255)
+    adv, a = S[key], exp.adversarial[key]
+    assert adv.n == a.n_success and np.array_equal(adv.source, a.source[a.success])
+    assert np.array_equal(adv.ci_score("max CI"), -a.ci.ci[a.success].max(axis=1))
+    y, groups, Xc, Xi = cf.labelled(clean, adv)
+    assert y.tolist() == [0] * 10 + [1] * adv.n and np.array_equal(groups[10:], adv.source)
+    assert Xc.shape == (10 + adv.n, 3) and Xi.shape == (10 + adv.n, len(cf.CI_VARIANTS))
+
+
+def test_samples_of_refuses_logits_that_disagree_with_the_ci_pass(monkeypatch):
+    from causadv_lib import experiment
+
+    exp, logits = _synthetic_experiment(monkeypatch)
+    logits[None] = -logits[None]
+    with pytest.raises(RuntimeError, match="argmax"):
+        cf.samples_of(exp, 24 / 255)
+    with pytest.raises(ValueError, match="unknown definition"):
+        experiment.with_definition(exp, "nope")
+    assert experiment.with_definition(exp, "probability") is exp
+
+
+def test_roc_row_directions_and_verdicts():
+    clean, adv = np.arange(20.0), np.r_[np.arange(-10.0, 0.0), np.arange(30.0, 40.0)]   # both tails
+    fixed = cf.roc_row(clean, adv, cf.FIXED)
+    two = cf.roc_row(clean, adv, cf.TWO_SIDED)
+    assert fixed["auc"] == 0.5 and two["auc"] == 1.0          # the fixed direction sees half, two-sided all
+    assert two["realised fpr"] <= 0.05 and (fixed["n_clean"], fixed["n_adv"]) == (20, 20)
+    assert cf.roc_row([1.0], [2.0], cf.TWO_SIDED)["auc"] is None
+    assert cf.roc_row([np.nan, 1.0, 2.0], [3.0])["n_clean"] == 2
+    with pytest.raises(ValueError, match="direction"):
+        cf.roc_row(clean, adv, "up")
+    base = {"n_splits": 5, "auc_base_lo": 0.6, "delta_lo": -0.1, "delta_hi": 0.1}
+    assert cf.verdict(base) == "no detectable difference"
+    assert cf.verdict(base | {"delta_lo": 0.01}) == "CI adds"
+    assert cf.verdict(base | {"delta_hi": -0.01}) == "CI hurts"
+    assert cf.verdict(base | {"auc_base_lo": 0.995}) == "confidence at ceiling"
+    assert cf.verdict(base | {"n_splits": 0}) == "too few samples"
+
+
+def test_rows_of_notebook_08_on_the_synthetic_experiment(monkeypatch):
+    exp, _ = _synthetic_experiment(monkeypatch)
+    S = cf.samples_of(exp, 24 / 255)
+    meta = {"dataset": "CIFAR-10", "eps": "24/255"}
+    n_att = len(cf.attacks(S))
+    assert n_att == 6
+    zero = cf.zero_share_rows({"probability": S, "logit": S}, meta)
+    assert len(zero) == 7 and zero[0]["samples"] == "Clean" and zero[0]["zero share: logit"] == round(3 / 16, 3)
+    assert zero[0]["median #zero: probability"] == 3.0 and zero[0]["p = 1.0"] == 1.0
+    assert len(cf.confidence_roc_rows(S, meta)) == 3 * 2 * n_att
+    rows = cf.strategy_roc_rows(S, meta)
+    assert len(rows) == len(cf.CI_VARIANTS) * 2 * n_att and {r["direction"] for r in rows} == {"paper", cf.TWO_SIDED}
+    s3 = [r for r in rows if r["strategy"] == "S3(n=5)" and r["direction"] == "paper"]
+    assert all(r["auc"] == 0.0 for r in s3)                  # 5 zeros > 3 clean zeros: the paper's direction fails
+    per_bin, summary = cf.binned_rows(S, {"definition": "probability"} | meta, n_bins=2, with_confidence=True)
+    assert len(summary) == (len(cf.CI_VARIANTS) + 1) * n_att and len(per_bin) == 2 * len(summary)
+    assert summary[-1]["definition"] == "(confidence)"
+    cv = cf.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
+    assert len(cv) == n_att and all(r["verdict"] in cf.VERDICTS for r in cv)
+    assert cv == cf.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
