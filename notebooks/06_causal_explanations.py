@@ -62,8 +62,9 @@ for d, exp in EXP.items():
 # %% [markdown]
 # ## Figure 4: causal heatmaps, the authors' variant and Grad-CAM
 #
-# For each dataset, `n_examples` clean images of different classes (those with the most successful attacks at
-# the paper's budget, ties broken by list order), each followed by its adversarial examples. Titles give the
+# For each dataset, `n_examples` clean images of different classes (`heatmaps.choose_examples`: those with the
+# most successful attacks at the paper's budget whose adversarial class has a prototype, so that its causal map
+# can be drawn; ties broken by list order), each followed by its adversarial examples. Titles give the
 # predicted class and its probability (red: an adversarial prediction). Three rows per image: the causal heatmap
 # (with the sample's consistency, the cosine between its own CI map and the prototype's, in the corner), the
 # authors' binary-mask map, and Grad-CAM. "no map": the predicted class has no prototype; an empty panel: that
