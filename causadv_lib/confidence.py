@@ -321,8 +321,8 @@ def strategy_roc_rows(samples: dict, meta: dict) -> list[dict]:
     from . import experiment
 
     clean = samples[experiment.CLEAN]
-    return [dict(meta) | {"strategy": v, "score": CI_NAMES[v], "direction": "paper" if direction == FIXED else direction,
-                          "attack": key.label}
+    return [dict(meta) | {"strategy": v, "score": CI_NAMES[v],
+                          "direction": "paper" if direction == FIXED else direction, "attack": key.label}
             | roc_row(clean.ci_score(v), adv.ci_score(v), direction)
             for v in CI_VARIANTS for direction in (FIXED, TWO_SIDED) for key, adv in attacks(samples)]
 

@@ -248,9 +248,9 @@ def cross_validated_probabilities(X, y, groups=None, n_splits: int = 5, seed: in
     Model: median imputation of NaN features and standardisation (both fitted on the training folds),
     then scikit-learn's `LogisticRegression` (L2, C = 1, solved by Newton-Cholesky). Folds:
     `StratifiedGroupKFold` over `groups` (samples of one group, e.g. a clean image and its adversarial
-    example, never straddle a split), else `StratifiedKFold`; shuffled with `seed`. n_splits is lowered to the size of the smaller class; with
-    fewer than 2 samples in a class the result is all NaN. A training fold holding one class predicts
-    its share.
+    example, never straddle a split), else `StratifiedKFold`; shuffled with `seed`. n_splits is lowered
+    to the size of the smaller class; with fewer than 2 samples in a class the result is all NaN. A
+    training fold holding one class predicts its share.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold

@@ -69,7 +69,8 @@ ATTACKS = [k.label for k in SETUPS[0].keys(SETUPS[0].paper_eps)]
 META = {(d, eps): {"dataset": LABEL[d], "eps": experiment.eps_label(eps)} for d, eps in SETTINGS}
 fmt = lambda x, nd=2: "n/a" if x is None or x != x else f"{x:.{nd}f}"  # noqa: E731  (x != x: NaN)
 pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-rated = lambda rows, **m: [r for r in rows if r["auc"] is not None and all(r[k] == v for k, v in m.items())]  # noqa: E731
+rated = lambda rows, **m: [  # noqa: E731  (rows with an AUC, matching every key=value of m)
+    r for r in rows if r["auc"] is not None and all(r[k] == v for k, v in m.items())]
 print(f"profile {profile}: {N_BINS} confidence bins, {N_SPLITS} folds, {N_BOOT} bootstrap resamples; " + "; ".join(
     f"{LABEL[d]} eps {experiment.eps_label(eps)}: {SAMPLES[(d, 'probability', eps)][CLEAN].n} clean, "
     f"{sum(s.n for _, s in confidence.attacks(SAMPLES[(d, 'probability', eps)]))} adversarial"
@@ -116,7 +117,7 @@ for d, eps in SETTINGS:
         f"{pct(clean['p = 1.0'])} of the clean predictions and {pct(hi['p = 1.0'])} of the {hi['samples']} ones "
         f"have p = 1.0 in float32. Under log_probability the clean median is "
         f"{fmt(clean['median #zero: log_probability'], 0)} ({hi['samples']}: "
-        f"{fmt(hi['median #zero: log_probability'], 0)}): the zeros that remain are dead filters.")
+        f"{fmt(hi['median #zero: log_probability'], 0)}): what remains are removals that change nothing at all.")
 rep.record("zero_share", zero_rows)
 display(Markdown("\n".join(lines)))
 
@@ -163,7 +164,7 @@ _ = rep.table("table08_strategy_roc", strat_rows)
 by_dir = {}
 for r in strat_rows:
     row = by_dir.setdefault((r["definition"], r["dataset"], r["eps"], r["score"]),
-                            {"definition": r["definition"], "dataset": r["dataset"], "eps": r["eps"], "score": r["score"]})
+                            {k: r[k] for k in ("definition", "dataset", "eps", "score")})
     cell = row.get(r["attack"], ["n/a", "n/a"])
     cell[0 if r["direction"] == "paper" else 1] = fmt(r["auc"])
     row[r["attack"]] = cell
@@ -187,8 +188,8 @@ for defn in DEFINITIONS:
     lines.append(
         f"* **{defn}**: {len(below)} of {len(paper)} strategy/attack pairs have AUC below 0.5 in the paper's direction "
         f"(mean AUC {np.mean([r['auc'] for r in paper]):.2f}; two-sided mean {np.mean([r['auc'] for r in two]):.2f}). "
-        f"S3 (fewer zeros = adversarial) is right for {len(s3_hi)} and wrong for {len(s3_lo)} attack settings"
-        + (f"; wrong for: {', '.join(s3_lo)}." if s3_lo else "."))
+        f"S3 (fewer zeros = adversarial) has AUC above 0.5 for {len(s3_hi)} and below 0.5 for {len(s3_lo)} attack "
+        "settings" + (f"; below for: {', '.join(s3_lo)}." if s3_lo else "."))
 rep.record("directions", {defn: {"below_half": sum(r["auc"] < 0.5 for r in rated(strat_rows, definition=defn,
                                                                                    direction="paper")),
                                  "rated": len(rated(strat_rows, definition=defn, direction="paper"))}
@@ -236,19 +237,22 @@ for defn in DEFINITIONS:
     closer = sum(gap(r["within bins"]) < gap(r["auc"]) for r in rows)
     strong = [r for r in rows if gap(r["auc"]) >= 0.2]
     kept = [r for r in strong if gap(r["within bins"]) >= 0.2]
-    WITHIN[defn] = {"rated": len(rows), "closer_to_half": closer, "mean_gap": float(np.mean([gap(r["auc"]) for r in rows])),
+    WITHIN[defn] = {"rated": len(rows), "closer_to_half": closer,
+                    "mean_gap": float(np.mean([gap(r["auc"]) for r in rows])),
                     "mean_gap_within": float(np.mean([gap(r["within bins"]) for r in rows])),
                     "strong": len(strong), "strong_kept": len(kept)}
     w = WITHIN[defn]
     lines.append(f"* **{defn}**: inside confidence bins {closer} of {len(rows)} strategy/attack AUCs move towards 0.5; "
                  f"the mean distance from 0.5 goes from {w['mean_gap']:.2f} to {w['mean_gap_within']:.2f}. Of the "
                  f"{len(strong)} pairs with AUC outside 0.3-0.7 overall, {len(kept)} stay outside it within bins.")
-conf_within = [r for r in within_rows if r["strategy"] == "msp" and r["auc"] is not None and r["within bins"] is not None]
+conf_within = [r for r in within_rows
+               if r["strategy"] == "msp" and r["auc"] is not None and r["within bins"] is not None]
 if conf_within:
     c_all = float(np.mean([abs(r["auc"] - 0.5) for r in conf_within]))
     c_in = float(np.mean([abs(r["within bins"] - 0.5) for r in conf_within]))
     WITHIN["confidence"] = {"mean_gap": c_all, "mean_gap_within": c_in}
-    lines.append(f"* For reference, the confidence score itself: mean distance from 0.5 {c_all:.2f} overall, {c_in:.2f} "
+    lines.append(f"* For reference, the confidence score itself: mean distance from 0.5 {c_all:.2f} overall, "
+                 f"{c_in:.2f} "
                  "within bins. " + ("The bins remove most of the confidence differences, so a strategy that keeps its "
                                     "distance within them carries something else."
                                     if c_in < 0.5 * c_all else
@@ -303,8 +307,9 @@ for i, (d, eps) in enumerate(SETTINGS):
     rows = [r for r in zero_rows if r["dataset"] == LABEL[d] and r["eps"] == e]
     groups = [f"{r['samples']}\n(N={r['N']})".replace(" targeted", "\ntargeted").replace(" untargeted", "\nuntargeted")
               for r in rows]
-    plots.grouped_bars(axes[i, 0], groups, {x: [None if r[f"zero share: {x}"] is None else round(100 * r[f"zero share: {x}"])
-                                                for r in rows] for x in DEFINITIONS},
+    shares = {x: [None if r[f"zero share: {x}"] is None else round(100 * r[f"zero share: {x}"]) for r in rows]
+              for x in DEFINITIONS}
+    plots.grouped_bars(axes[i, 0], groups, shares,
                        ylabel="% of CI values exactly 0", title=f"{LABEL[d]} ({EXP[(d, 'probability')].setup.model}), "
                                                                   f"eps {e}: exact zeros")
     axes[i, 0].set_ylim(0, 105)
@@ -312,11 +317,10 @@ for i, (d, eps) in enumerate(SETTINGS):
     keys = [k for k in BASE[d].setup.keys(eps)]
     series = {}
     for j, defn in enumerate(DEFINITIONS):
+        cv = [CV.get((defn, LABEL[d], e, k.label), {}) for k in keys]
         if j == 0:
-            series["confidence only"] = tuple(
-                [CV.get((defn, LABEL[d], e, k.label), {}).get(f"auc_base{s}") for k in keys] for s in ("", "_lo", "_hi"))
-        series[f"confidence + CI ({defn})"] = tuple(
-            [CV.get((defn, LABEL[d], e, k.label), {}).get(f"auc_both{s}") for k in keys] for s in ("", "_lo", "_hi"))
+            series["confidence only"] = tuple([r.get(f"auc_base{s}") for r in cv] for s in ("", "_lo", "_hi"))
+        series[f"confidence + CI ({defn})"] = tuple([r.get(f"auc_both{s}") for r in cv] for s in ("", "_lo", "_hi"))
     plots.interval_dots(axes[i, 1], [k.label.replace(" ", "\n") for k in keys], series,
                         ylabel="cross-validated ROC-AUC", reference=0.5, ylim=(0, 1.05),
                         title=f"{LABEL[d]}, eps {e}: logistic models, 95% bootstrap intervals")
@@ -374,6 +378,7 @@ for defn in DEFINITIONS:
     count = {v: sum(r["verdict"] == v for r in rows) for v in confidence.VERDICTS}
     open_ = [r for r in rows if r["verdict"] in confidence.VERDICTS[:3]]
     med = float(np.median([r["delta"] for r in open_])) if open_ else math.nan
+    width = float(np.median([r["delta_hi"] - r["delta_lo"] for r in open_])) if open_ else math.nan
     adds = [f"{r['attack']} ({r['dataset']} {r['eps']}, +{r['delta']:.2f})" for r in rows if r["verdict"] == "CI adds"]
     best = {}
     for r in rated(strat_rows, definition=defn, direction="paper") + rated(strat_rows, definition=defn,
@@ -386,8 +391,8 @@ for defn in DEFINITIONS:
         conf_best[k] = max(conf_best.get(k, 0.0), r["auc"])
     common = [k for k in best if k in conf_best]
     conf_wins = sum(conf_best[k] >= best[k] for k in common)
-    summary[defn] = count | {"median_delta": med, "settings": len(rows), "confidence_at_least_as_good": conf_wins,
-                             "compared": len(common)}
+    summary[defn] = count | {"median_delta": med, "median_interval_width": width, "settings": len(rows),
+                             "confidence_at_least_as_good": conf_wins, "compared": len(common)}
     if not open_ and not count["confidence at ceiling"]:
         text = "there are too few samples to compare the models"
     elif not count["CI adds"]:
@@ -399,10 +404,11 @@ for defn in DEFINITIONS:
         text = "the CI features add information to confidence **in some settings only**"
     lines.append(
         f"* **{defn} CI**: {text}. Of {len(rows)} attack settings, confidence + CI beats confidence alone with a "
-        f"bootstrap interval above 0 in {count['CI adds']}, is indistinguishable in {count['no detectable difference']}, "
+        f"bootstrap interval above 0 in {count['CI adds']}, is indistinguishable in "
+        f"{count['no detectable difference']}, "
         f"is worse in {count['CI hurts']}, and confidence alone is already at AUC >= 0.99 in "
-        f"{count['confidence at ceiling']} (too few samples: {count['too few samples']}); median "
-        f"Delta AUC {fmt(med)} where confidence left room."
+        f"{count['confidence at ceiling']} (too few samples: {count['too few samples']}); where confidence left room "
+        f"the median Delta AUC is {fmt(med)} and the median width of its interval {fmt(width)}."
         + (f" CI adds in: {', '.join(adds)}." if adds else "")
         + (f" The best single confidence score is at least as good as the best strategy score (either direction) "
            f"in {conf_wins} of {len(common)} attack settings." if common else ""))
