@@ -336,6 +336,8 @@ def clear_memo() -> None:
     _clean.cache_clear()
     prototypes.cache_clear()
     _adversarial.cache_clear()
+    for memo in ("_logits", "_ci_under", "_prototypes_under"):  # defined further down
+        globals()[memo].cache_clear()
     TIMINGS.clear()
 
 
