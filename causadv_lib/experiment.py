@@ -336,8 +336,9 @@ def clear_memo() -> None:
     _clean.cache_clear()
     prototypes.cache_clear()
     _adversarial.cache_clear()
-    for memo in ("_logits", "_ci_under", "_prototypes_under"):  # defined further down
-        globals()[memo].cache_clear()
+    _logits.cache_clear()
+    _ci_under.cache_clear()
+    _prototypes_under.cache_clear()
     TIMINGS.clear()
 
 
