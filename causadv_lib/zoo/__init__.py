@@ -297,7 +297,7 @@ OUTPUTS = ("probabilities", "logits")
 
 def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs: str = "probabilities",
            class_names=None, ci_layer=None, name: str = "custom", dataset: str | None = None,
-           normalize=None) -> ZooModel:
+           normalize=None, geometry=None) -> ZooModel:
     """Wrap your own Keras classifier so that it works wherever a zoo name does.
 
     `model`: a functional or Sequential Keras model with one (N, H, W, C) input and one (N, classes)
@@ -313,7 +313,8 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs
     and the attacks. ZooModel.outputs records which it was.
 
     `preprocess` maps uint8 RGB images to the model's float32 inputs; `normalize` (optional, for the
-    attacks) float pixels in [0, 255] -> model inputs. `class_names` default to "0", "1", ...;
+    attacks) float pixels in [0, 255] -> model inputs; `geometry` (optional) uint8 images -> uint8 at the
+    model's input size, so that ``preprocess(images) == normalize(geometry(images))``. `class_names` default to "0", "1", ...;
     `ci_layer` defaults to `ci.default_layer` (the last convolutional feature map with H x W > 1).
     """
     if not isinstance(model, keras.Model):
@@ -366,4 +367,4 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs
     if dataset is not None and dataset not in DATASETS:
         raise ValueError(f"custom model {name!r}: dataset {dataset!r}; expected one of {DATASETS} or None")
     return ZooModel(name, model, preprocess, classes, ci, tuple(model.input_shape[1:]), dataset, normalize,
-                    outputs=outputs)
+                    geometry, outputs=outputs)
