@@ -128,7 +128,7 @@ _FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _logits_tensor(model):
-    from .zoo import _is_softmax, _producer, check_structure
+    from .zoo import _producer, check_structure
 
     problems = check_structure(model)
     if problems:

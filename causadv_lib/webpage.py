@@ -186,7 +186,8 @@ def _render(nb, figures: list[str], fig_dir: Path, exporter, prefix: str = "") -
         if i is None:
             leftover.append(name)
             continue
-        cells[i].outputs.append(nbformat.v4.new_output("display_data", data={"text/html": _figure_html(name, fig_dir, prefix)}))
+        figure = {"text/html": _figure_html(name, fig_dir, prefix)}
+        cells[i].outputs.append(nbformat.v4.new_output("display_data", data=figure))
         placed.append(name)
     body, _ = exporter.from_notebook_node(nb)
     if leftover:

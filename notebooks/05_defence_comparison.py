@@ -42,7 +42,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 
 from causadv_lib import defences, experiment, plots, report
@@ -138,7 +137,8 @@ fig, axes = plt.subplots(len(panels), 1, figsize=(11, 3.9 * len(panels)), squeez
 shown = [p for p in PURIFIERS if p != "none"]
 for ax, (d, eps) in zip(axes[:, 0], panels):
     res = RES[(d, eps)]
-    series = {f"clean accuracy (N={res.n(defences.CLEAN)})": [round(100 * res.rate(defences.CLEAN, p), 1) for p in shown]}
+    series = {f"clean accuracy (N={res.n(defences.CLEAN)})":
+              [round(100 * res.rate(defences.CLEAN, p), 1) for p in shown]}
     for key in EXP[d].setup.keys(eps):    # every attack, so that each keeps its colour across panels
         n = res.n(key) if key in res.labels else 0
         series[f"{key.label} (N={n})"] = [round(100 * res.rate(key, p), 1) if n else None for p in shown]

@@ -155,7 +155,8 @@ for (d, eps), sc in SCORES.items():
     clean = sc[("cosine", experiment.CLEAN)]
     n_missing = int(np.isnan(clean).sum())
     clean = clean[np.isfinite(clean)]
-    rows = [r for r in roc_rows if r["dataset"] == experiment.DATASET_LABELS[d] and r["eps"] == experiment.eps_label(eps)]
+    rows = [r for r in roc_rows
+            if r["dataset"] == experiment.DATASET_LABELS[d] and r["eps"] == experiment.eps_label(eps)]
     s2 = {r["attack"]: r["auc"] for r in rows if r["strategy"] == "S2(rho>=0.5)" and r["auc"] is not None}
     head = f"* **{experiment.DATASET_LABELS[d]}, eps {experiment.eps_label(eps)}**: "
     adv = np.concatenate([sc[("cosine", k)] for k in EXP[d].setup.keys(eps)])
@@ -166,17 +167,20 @@ for (d, eps), sc in SCORES.items():
     parts = [f"median agreement (cosine) {np.median(clean):.4f} for clean samples against {np.median(adv):.4f} for "
              f"the successful adversarial examples pooled; "
              f"{np.mean(adv == 0):.0%} of the adversarial examples and {np.mean(clean == 0):.0%} of the clean samples "
-             "have agreement 0 (no causal filter of their own)"]
+             "have agreement 0 (an empty own causal map: no causal filter of their own, or none active)"]
     for m in heatmaps.MEASURES:
         heat = [r for r in rows if r["strategy"] == f"heatmap {m}" and r["auc"] is not None]
         if not heat:
             continue
         better = [r["attack"] for r in heat if r["attack"] in s2 and r["auc"] > s2[r["attack"]]]
-        parts.append(f"the {m.capitalize() if m == 'pearson' else m} score's AUC spans {min(r['auc'] for r in heat):.2f}-{max(r['auc'] for r in heat):.2f} "
-                     f"across attacks" + (f" and beats strategy 2's CI-vector correlation on {len(better)} of "
-                                          f"{len(heat)} attacks" if s2 else ""))
+        lo, hi = f"{min(r['auc'] for r in heat):.2f}", f"{max(r['auc'] for r in heat):.2f}"
+        auc = f"is {lo}" if lo == hi else f"spans {lo}-{hi}"
+        name = "Pearson" if m == "pearson" else m
+        vs = f" and beats strategy 2's CI-vector correlation on {len(better)} of {len(heat)} attacks" if s2 else ""
+        parts.append(f"the {name} score's AUC {auc} across attacks{vs}")
     lines.append(head + "; ".join(parts)
-                 + (f"; {n_missing} clean samples could not be scored (no prototype of their class)." if n_missing else "."))
+                 + (f"; {n_missing} clean samples could not be scored (no prototype of their class)."
+                    if n_missing else "."))
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
