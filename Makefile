@@ -92,9 +92,12 @@ zoo-check: $(STAMP)
 samples: $(STAMP)
 	$(PY) -m causadv_lib.samples --write
 
+# JupyterLab refuses to start as root ("Running as root is not recommended"), which is how many containers
+# run: add --allow-root there. tests/test_lab.py starts Lab the same way and opens a notebook through it.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	jupytext --sync $(NOTEBOOKS)
-	jupyter lab --notebook-dir=. build/lab
+	jupyter lab --notebook-dir=. $(LAB_FLAGS) build/lab
 
 clean:
 	rm -rf build
