@@ -36,7 +36,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["METHODS", "MEASURES", "BATCH", "check_layer", "activations", "layer_maps", "normalise", "upsample",
+__all__ = ["METHODS", "MEASURES", "BATCH", "check_layer", "layer_shape", "activations", "layer_maps", "normalise", "upsample",
            "heatmaps", "gradcam", "agreement", "consistency", "consistency_scores", "detection_rows",
            "SCORE_NAMES", "choose_examples", "figure_panels", "FIGURE_ROWS"]
 
@@ -64,19 +64,31 @@ def _resolve(zm):
     return zm
 
 
+def _layer_output(zm, layer: str):
+    """The layer's output tensor in the model's own graph (`keras_graph.output_of`), or ValueError naming both."""
+    from . import keras_graph as kg
+
+    try:
+        return kg.output_of(zm.model, layer)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"model {_name(zm)}: no usable layer {layer!r} (its CI layer is {zm.ci_layer!r}): {e}") from None
+
+
 def check_layer(zm, layer: str | None = None) -> str:
     """The layer's name (default: the model's CI layer) after checking it exists with an (h, w, K) output."""
     zm = _resolve(zm)
     layer = zm.ci_layer if layer is None else layer
-    try:
-        lyr = zm.model.get_layer(layer)
-    except (ValueError, TypeError):
-        raise ValueError(f"model {_name(zm)}: no layer named {layer!r} (its CI layer is {zm.ci_layer!r})") from None
-    shape = tuple(lyr.output.shape)
+    shape = tuple(_layer_output(zm, layer).shape)
     if len(shape) != 4:
         raise ValueError(f"model {_name(zm)}: layer {layer!r} has output shape {shape}; a heatmap needs a "
                          "convolutional (batch, h, w, filters) output")
     return layer
+
+
+def layer_shape(zm, layer: str | None = None) -> tuple[int, int, int]:
+    """(h, w, K) of the layer's output (default: the model's CI layer)."""
+    zm = _resolve(zm)
+    return tuple(int(d) for d in _layer_output(zm, check_layer(zm, layer)).shape[1:])
 
 
 def _pixels(zm, images, what: str) -> np.ndarray:
@@ -86,7 +98,7 @@ def _pixels(zm, images, what: str) -> np.ndarray:
 
 
 def _filters(zm, layer) -> int:
-    return int(zm.model.get_layer(layer).output.shape[-1])
+    return int(_layer_output(zm, layer).shape[-1])
 
 
 def _check_vectors(zm, layer, ci, n: int, what: str) -> np.ndarray:
@@ -128,13 +140,14 @@ _FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _logits_tensor(model):
-    from .zoo import _producer, check_structure
+    """The input of the model's final softmax (the logits), or ValueError naming the model."""
+    from . import keras_graph as kg
 
-    problems = check_structure(model)
-    if problems:
-        raise ValueError(f"model {model.name}: Grad-CAM needs a model ending in Dense 'logits' + Softmax: "
-                         + "; ".join(problems))
-    return _producer(model, model.outputs[0]).input
+    node = kg.producer(kg.nodes(kg.functional(model)), model.outputs[0])
+    if node is None or kg.softmax_kind(node) != "layer":
+        raise ValueError(f"model {model.name}: Grad-CAM needs a model ending in a Softmax layer over the logits "
+                         "(zoo models do; see zoo.custom)")
+    return node.input_tensors[0]
 
 
 def _fn(model, layer: str, kind: str):
@@ -145,7 +158,9 @@ def _fn(model, layer: str, kind: str):
     per_model = _FNS.setdefault(model, {})
     if (layer, kind) in per_model:
         return per_model[(layer, kind)]
-    acts_t = model.get_layer(layer).output
+    from . import keras_graph as kg
+
+    acts_t = kg.output_of(model, layer)
     if kind == "acts":
         sub = keras.Model(model.inputs[0], acts_t)
 
@@ -191,8 +206,7 @@ def activations(zm, images, layer: str | None = None) -> np.ndarray:
     layer = check_layer(zm, layer)
     x = _pixels(zm, images, "activations")
     if len(x) == 0:
-        shape = tuple(zm.model.get_layer(layer).output.shape[1:])
-        return np.zeros((0, *shape), np.float32)
+        return np.zeros((0, *_layer_output(zm, layer).shape[1:]), np.float32)
     return _run(_fn(zm.model, layer, "acts"), [np.asarray(zm.normalize(x), np.float32)], len(x))[0]
 
 
@@ -260,7 +274,7 @@ def heatmaps(zm, images, prototypes, classes, *, method: str = "causal", layer: 
 
 def _gradcam(zm, x, c, layer) -> np.ndarray:
     if len(x) == 0:
-        return np.zeros((0, *zm.model.get_layer(layer).output.shape[1:3]), np.float32)
+        return np.zeros((0, *_layer_output(zm, layer).shape[1:3]), np.float32)
     f = _fn(zm.model, layer, "gradcam")
     return _run(f, [np.asarray(zm.normalize(x), np.float32), c.astype(np.int32)], len(x))[1]
 

@@ -53,7 +53,7 @@ EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
 ZM = {d: zoo.get(exp.setup.model) for d, exp in EXP.items()}
 for d, exp in EXP.items():
     zm = ZM[d]
-    h, w, k = zm.model.get_layer(zm.ci_layer).output.shape[1:]
+    h, w, k = heatmaps.layer_shape(zm)
     rep.record(f"{d}/layer", {"model": zm.name, "layer": zm.ci_layer, "shape": [h, w, k]})
     print(f"{exp.setup.label}: CI layer {zm.ci_layer!r}, {h}x{w} cells x {k} filters; images "
           f"{zm.input_shape[0]}x{zm.input_shape[1]}; {len(exp.prototypes.classes)} of "

@@ -101,6 +101,25 @@ def test_gradcam_of_a_gap_dense_head_is_the_class_activation_map(tiny):
     np.testing.assert_allclose(heatmaps.gradcam(tiny, x, upsampled=False), heatmaps.gradcam(tiny, x, pred, upsampled=False))
 
 
+def test_gradcam_on_a_custom_model_that_outputs_logits():
+    """zoo.custom(outputs="logits") appends a Softmax; Grad-CAM reads the logits before it (no Dense needed)."""
+    import keras
+
+    from causadv_lib import zoo
+
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((12, 12, 3))
+    h = keras.layers.Conv2D(C, 3, activation="relu", name="conv")(inp)
+    logits = keras.layers.GlobalAveragePooling2D(name="gap")(h)          # the class scores are channel means
+    norm = lambda x: (np.asarray(x, np.float32) / 255.0).astype(np.float32)  # noqa: E731
+    zm = zoo.custom(keras.Model(inp, logits), norm, normalize=norm, name="logitnet", outputs="logits", ci_layer="conv")
+    x = _images(2, seed=9)
+    assert heatmaps.layer_shape(zm) == (10, 10, C)
+    got = heatmaps.gradcam(zm, x, [3, 5], upsampled=False)
+    a = heatmaps.activations(zm, x)
+    np.testing.assert_allclose(got, _norm(np.stack([a[0, :, :, 3], a[1, :, :, 5]])), atol=1e-5)
+
+
 # ------------------------------------------------------------------------------------ consistency
 def test_agreement_measures_and_edge_cases():
     a = np.array([[[1.0, 2.0], [3.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]])
@@ -175,7 +194,7 @@ def test_detection_rows_and_figure_panels_on_a_tiny_experiment(tiny):
 def test_bad_input_names_the_model_layer_or_image(tiny):
     x = _images(2)
     protos = _protos()
-    with pytest.raises(ValueError, match=r"model tinyhm: no layer named 'conv9' \(its CI layer is 'conv'\)"):
+    with pytest.raises(ValueError, match=r"model tinyhm: no usable layer .conv9. \(its CI layer is .conv.\)"):
         heatmaps.gradcam(tiny, x, [0, 1], layer="conv9")
     with pytest.raises(ValueError, match=r"model tinyhm: layer 'gap' has output shape \(None, 6\)"):
         heatmaps.heatmaps(tiny, x, protos, [0, 1], layer="gap")
