@@ -23,7 +23,8 @@
 #
 # * **Figure 1a/1b** (`fig01_ci_imagenet`, `fig01_ci_cifar10`): the CI vector of one image per dataset,
 #   causal vs non-causal filters.
-# * **Figure 1c** (`fig01_prototypes`): CI vectors of the prototypes of a few classes (section 3.2).
+# * **Figure 1c** (`fig01_prototypes`): how much the causal filters of different classes' prototypes
+#   overlap (section 3.2).
 # * **Table 1a** (`table01_definitions`): causal / zero / negative filters under each CI definition.
 # * **Table 1b** (`table01_fast_vs_ablation`): the fast paths against plain ablation (differences and zero-ness).
 
@@ -34,6 +35,7 @@ profile = "paper"
 import matplotlib
 
 matplotlib.use("Agg")
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
@@ -78,12 +80,16 @@ for model_name, pool_name, _ in SETUPS:
 # %% [markdown]
 # ## Saturation: probability CI against log-probability CI
 #
-# A well-trained CIFAR-10 model predicts its clean images with $p_c$ within a few float32 steps of 1.0,
-# so removing one filter often leaves $p_c$ unchanged *in float32* and the paper's CI is exactly 0 for
-# many live filters. The `log_probability` definition, $\log p_c(x) - \log p_c(x \setminus k)$ computed
-# from the logits as $-\log(1 + \sum_{j \ne c} e^{z_j - z_c})$, keeps those differences; zeros that remain
-# are dead filters (an all-zero channel), which no definition can move. The paper's strategies count
-# zeros (strategy 3), so this is worth keeping in mind when reading their results.
+# A well-trained CIFAR-10 model predicts its clean images with $p_c$ close to 1 (the first image below:
+# within about $10^{-4}$ of 1, some 2000 float32 steps of $6 \times 10^{-8}$). Removing one filter
+# changes $p_c$ by a few steps or less for many live filters, and float32 cannot show such a change: $p_c$
+# is computed from the logits through the sum $1/p_c = \sum_j e^{z_j - z_c}$, whose float32 step just above
+# 1 is $1.2 \times 10^{-7}$ (two steps of $p_c$), so the removal rounds away and the paper's CI is exactly
+# 0 for live filters. The `log_probability` definition, $\log p_c(x) - \log p_c(x \setminus k)$ computed
+# from the logits as $-\log(1 + \sum_{j \ne c} e^{z_j - z_c})$, keeps those differences. Zeros that remain
+# are dead filters (an all-zero channel), which no definition can move, and live filters whose removal
+# changes no logit in float32. The cell after the table counts each case on these images. The paper's
+# strategies count zeros (strategy 3), so this is worth keeping in mind when reading their results.
 
 # %%
 rows = []
@@ -100,12 +106,53 @@ for model_name, (x, res) in examples.items():
 # NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table01_definitions", rows, caption="Causal, zero and negative filters by CI definition")))
 
+# %%
+lines = []
+for model_name, (x, res) in examples.items():
+    zm = zoo.get(model_name)
+    acts = keras.Model(zm.model.inputs, zoo.layer_output(zm.model, zm.ci_layer)).predict(x, verbose=0)[0]
+    dead = np.all(acts == 0, axis=(0, 1))                                      # all-zero channels
+    p = np.float64(res.probability[0])
+    step = float(np.spacing(np.float32(p)))                                   # one float32 step of p_c
+    log_ci = ci.counterfactual_information(zm.model, x, zm.ci_layer, definition="log_probability", cache=True).ci[0]
+    logit_ci = ci.counterfactual_information(zm.model, x, zm.ci_layer, definition="logit", cache=True).ci[0]
+    change = np.abs(p * np.expm1(-log_ci.astype(np.float64)))                 # |p_c - p_c(x \ k)|, exactly
+    live_zero = (res.ci[0] == 0) & ~dead
+    log_live_zero = (log_ci == 0) & ~dead
+    counts = {"p_c": p, "float32 steps below 1": round((1 - p) / step), "filters": len(dead),
+              "dead (all-zero channel)": int(dead.sum()), "probability-CI zeros": int((res.ci[0] == 0).sum()),
+              "live filters with probability-CI 0": int(live_zero.sum()),
+              "of these, changing p_c by under half a step": int((change[live_zero] < step / 2).sum()),
+              "largest change among them (steps)": round(float(change[live_zero].max() / step), 2) if live_zero.any() else 0.0,
+              "non-zero probability-CI under half a step": int(((res.ci[0] != 0) & (change < step / 2)).sum()),
+              "log-probability-CI zeros": int((log_ci == 0).sum()),
+              "live filters with log-probability-CI 0": int(log_live_zero.sum()),
+              "of these, logit-CI also 0": int((logit_ci[log_live_zero] == 0).sum())}
+    rep.record(f"{model_name}/saturation", counts)
+    lines.append(
+        f"* `{model_name}`, p_c = {p:.6f} ({counts['float32 steps below 1']} float32 steps below 1): "
+        f"{counts['probability-CI zeros']} probability-CI zeros = {counts['dead (all-zero channel)']} dead filters "
+        f"+ {counts['live filters with probability-CI 0']} live ones. Of the live ones, "
+        f"{counts['of these, changing p_c by under half a step']} change p_c by less than half a float32 step, "
+        f"the others by up to {counts['largest change among them (steps)']} steps, which the float32 rounding of "
+        f"the sum absorbs; conversely, {counts['non-zero probability-CI under half a step']} filters that change "
+        f"p_c by less than half a step get a non-zero CI (one or two steps). Under `log_probability`: "
+        f"{counts['log-probability-CI zeros']} zeros = {counts['dead (all-zero channel)']} dead filters + "
+        f"{counts['live filters with log-probability-CI 0']} live ones"
+        + (f" whose removal changes no logit in float32 (their logit-CI is 0 too: "
+           f"{counts['of these, logit-CI also 0']} of {counts['live filters with log-probability-CI 0']})"
+           if counts["live filters with log-probability-CI 0"] else "") + ".")
+display(Markdown("**Measured.**\n\n" + "\n".join(lines)))
+
 # %% [markdown]
 # ## Figure 1c: class prototypes
 #
 # Section 3.2: the prototype of a class is the correctly classified instance of the prototype pool with the
 # highest predicted probability (ImageNet: the 1000 one-per-class sample images; CIFAR-10: the training
-# subset). Its CI vector is the reference the detection strategies compare a sample with.
+# subset). Its CI vector is the reference the detection strategies compare a sample with, and the point of
+# section 3.2 is that different classes rely on different filters. The figure shows it as the overlap of
+# the causal-filter sets ($CI_k > 0$) of the first ten prototypes: the Jaccard index $|A \cap B| / |A \cup B|$
+# of every pair (1 on the diagonal).
 
 # %%
 protos = {}
@@ -120,16 +167,42 @@ for model_name, _, proto_pool_name in SETUPS:
     print(f"{model_name}: prototypes for {len(found.classes)} of {found.num_classes} classes "
           f"({searched} images of {proto_pool_name} searched)")
 
-fig, axes = plt.subplots(2, 3, figsize=(13, 5.5))
-for row, (model_name, _, proto_pool_name) in zip(axes, SETUPS):
+def jaccard_matrix(vectors):
+    sets = [set(np.flatnonzero(v > 0)) for v in vectors]
+    return np.array([[len(a & b) / max(len(a | b), 1) for b in sets] for a in sets])
+
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+overlap = []
+for ax, (model_name, _, proto_pool_name) in zip(axes, SETUPS):
     found = protos[model_name]
     names = data.pool(proto_pool_name).class_names
-    for ax, c in zip(row, found.classes[:3]):
-        plots.ci_bars(ax, found.vector(c), sort=True, title=f"{model_name}: prototype of '{names[c]}'")
-fig.tight_layout()
+    classes = found.classes[:10]
+    J = jaccard_matrix([found.vector(c) for c in classes])
+    off = J[~np.eye(len(J), dtype=bool)]
+    im = ax.imshow(J, vmin=0, vmax=1, cmap="viridis")
+    for i in range(len(J)):
+        for j in range(len(J)):
+            ax.text(j, i, f"{J[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if J[i, j] > 0.6 else "white")
+    labels = [names[c][:16] for c in classes]
+    ax.set_xticks(range(len(J)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(J)), labels, fontsize=7)
+    ax.set_title(f"{model_name}: causal filters of {len(J)} prototypes\nJaccard overlap, off-diagonal "
+                 f"{off.min():.2f}-{off.max():.2f} (mean {off.mean():.2f})", fontsize=9)
+    first3 = J[:3, :3][np.triu_indices(3, 1)]
+    overlap.append({"model": model_name, "prototypes": len(J), "causal filters (mean)":
+                    round(float(np.mean([(found.vector(c) > 0).sum() for c in classes])), 1),
+                    "Jaccard min": round(float(off.min()), 3), "Jaccard mean": round(float(off.mean()), 3),
+                    "Jaccard max": round(float(off.max()), 3),
+                    "first three prototypes": ", ".join(f"{v:.2f}" for v in first3)})
+fig.colorbar(im, ax=axes, shrink=0.8, label="Jaccard index of the causal-filter sets")
 rep.figure(fig, "fig01_prototypes")
 plt.show()
 plt.close(fig)
+rep.record("prototype_overlap", overlap)
+display(Markdown(rep.table("table01_prototype_overlap", overlap,
+                           caption="Overlap of the prototypes' causal-filter sets (pairs of different classes)")))
 
 # %% [markdown]
 # ## The fast paths against plain ablation
@@ -145,9 +218,9 @@ plt.close(fig)
 # images per call, padded), so a vector is bit-identical however the call was batched (tested in
 # `tests/test_same_answer.py`). Between *paths* the arithmetic differs (the closed form subtracts
 # `W[k] * mean_k` from the logits, plain ablation recomputes the pooled vector and the matrix product), so
-# the logits differ in their last bits. Where $p_c$ is saturated, $p_c$ and $p_c(x \setminus k)$ are
-# both within a few float32 steps of the largest float below 1, and whether the removal changes a
-# representable probability, CI exactly 0 or one step ($6 \times 10^{-8}$), depends on those last bits.
+# the logits differ in their last bits. Where a removal changes a saturated $p_c$ by about one float32 step
+# ($6 \times 10^{-8}$ near 1) or less (see the saturation section above), whether its CI comes out exactly
+# 0 or as one or two steps depends on those last bits.
 
 # %%
 rows, odd_ok = [], []
