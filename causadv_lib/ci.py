@@ -163,10 +163,10 @@ def _execute(nodes: list, values: dict, special: dict | None = None) -> dict:
 
 
 def _feature_maps(nodes: list) -> list:
-    """Nodes whose output is a feature map: one (batch, H, W, K) output of a layer that is not pooling,
-    dropout or an identity."""
+    """Nodes whose output is a feature map: one (batch, H, W, K) output of a layer (or a keras.ops
+    operation such as ConvNeXt's residual ``add``) that is not pooling, dropout or an identity."""
     return [n for n in nodes
-            if isinstance(n.operation, L.Layer) and not kg.is_nested(n.operation) and len(n.outputs) == 1
+            if not kg.is_nested(n.operation) and len(n.outputs) == 1
             and len(n.outputs[0].shape) == 4 and not isinstance(n.operation, _POOLING + _IDENTITY)]
 
 
@@ -696,28 +696,30 @@ class _LinearOf(keras.layers.Layer):
 def _naive_model(p: _Plan):
     """The model with a channel mask after the layer (sharing its layers) -> (Model, mask layer).
 
-    The model returns a dict: ``"output"`` (the model's output) and, where they can be read, ``"logits"``.
+    The graph is called again, layer by layer, on the same input; the model returns a dict:
+    ``"output"`` (the model's output) and, where they can be read, ``"logits"``.
     """
-    mask, stash = _ChannelMask(p.K, name="ci_channel_mask"), {}
-    lg = p.logits
-
-    def call_fn(layer, *args, **kwargs):
-        if lg.kind == "dense" and layer is lg.node.operation:   # a softmax Dense: split off its logits
-            z = _LinearOf(layer, name=layer.name + "_logits")(*args)
-            stash["logits"] = z
-            return L.Activation("softmax")(z)
-        if lg.kind == "softmax_input" and layer is lg.node.operation:
-            stash["logits"] = args[0]
-        out = layer(*args, **kwargs)
-        return mask(out) if layer is p.layer else out
-
-    clone = keras.models.clone_model(p.fmodel, clone_function=lambda layer: layer, call_function=call_fn)
-    outs = {"output": clone.outputs[0]}
+    mask, lg = _ChannelMask(p.K, name="ci_channel_mask"), p.logits
+    inp = p.fmodel.inputs[0]
+    values, outs = {id(inp): inp}, {}
+    for n in p.nodes:
+        op = n.operation
+        if lg.kind == "dense" and n is lg.node:             # a softmax Dense: split off its logits
+            (x,), _ = kg.fill_in(n, values)
+            z = outs["logits"] = _LinearOf(op, name=op.name + "_logits")(x)
+            ys = [L.Activation("softmax")(z)]
+        else:
+            ys = kg.call(n, values, training=None)          # training comes from the model's call
+            if op is p.layer:
+                ys = [mask(ys[0])]
+            if lg.kind == "softmax_input" and n is lg.node:
+                outs["logits"] = values[id(lg.tensor)]
+        for x, y in zip(n.outputs, ys):
+            values[id(x)] = y
+    outs["output"] = values[id(p.output_tensor)]
     if lg.kind == "output":
-        outs["logits"] = clone.outputs[0]
-    elif "logits" in stash:
-        outs["logits"] = stash["logits"]
-    return keras.Model(clone.inputs, outs), mask
+        outs["logits"] = outs["output"]
+    return keras.Model(inp, outs), mask
 
 
 def _run_naive(eng, definition, images, target, filters, step, progress):

@@ -140,8 +140,12 @@ def is_nested(op) -> bool:
 
 
 def _sublayers(model, prefix: str = ""):
-    """(path, layer) of every layer of `model`, nested models' layers as ``outer/inner`` (depth first)."""
-    for layer in model.layers:
+    """(path, layer) of every layer of `model`, nested models' layers as ``outer/inner`` (depth first).
+
+    "Layers" include the graph's plain keras.ops operations (ConvNeXt's residual ``add``): they have
+    names and outputs like layers, and can be the CI layer.
+    """
+    for layer in functional(model).operations:
         if isinstance(layer, L.InputLayer):
             continue
         path = prefix + layer.name
@@ -158,7 +162,7 @@ def layer_paths(model) -> dict[int, str]:
 def find_layer(model, name):
     """The layer `name` of `model`: a plain name, a path ``outer/inner`` into nested models, or the plain
     name of a layer inside a nested model when it is unique. ValueError naming the candidates otherwise."""
-    if isinstance(name, L.Layer):
+    if isinstance(name, keras.Operation):
         return name
     if not isinstance(name, str):
         raise TypeError(f"layer must be a layer name or a Layer, got {type(name).__name__}")

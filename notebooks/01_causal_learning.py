@@ -23,8 +23,8 @@
 #
 # * **Figure 1a/1b** (`fig01_ci_imagenet`, `fig01_ci_cifar10`): the CI vector of one image per dataset,
 #   causal vs non-causal filters.
-# * **Figure 1c** (`fig01_prototypes`): how much the causal filters of different classes' prototypes
-#   overlap (section 3.2).
+# * **Figure 1c** (`fig01_prototypes`) and **Table 1c** (`table01_prototype_overlap`): how much the causal
+#   filters of different classes' prototypes overlap (section 3.2).
 # * **Table 1a** (`table01_definitions`): causal / zero / negative filters under each CI definition.
 # * **Table 1b** (`table01_fast_vs_ablation`): the fast paths against plain ablation (differences and zero-ness).
 

@@ -264,6 +264,10 @@ def test_default_layer_and_patterns():
     assert ci.default_layer(_model("bn_flatten")) == "bn_after"  # the last rank-4 output, as the authors'
     assert ci.closed_form_pattern(_model("gap")) == "closed_form_gap"
     assert ci.closed_form_pattern(_model("resnet_last"), "stem_relu") is None
+    path, why = ci.closed_form_pattern(_model("resnet_last"), "stem_relu", reason=True)
+    assert path is None and "'stem_relu'" in why and "'b_add'" in why and "keras_tensor" not in why, why
+    path, why = ci.closed_form_pattern(_model("bn_flatten"), "act", reason=True)
+    assert path == "closed_form_flatten_dense" and why == ""
 
 
 def test_clear_errors():
