@@ -355,6 +355,16 @@ def binned_rows(samples: dict, meta: dict, n_bins: int = 4, with_confidence: boo
     return per_bin, summary
 
 
+def rated(rows, **match) -> list[dict]:
+    """The rows that have an AUC and match every ``key=value`` of `match`."""
+    return [r for r in rows if r["auc"] is not None and all(r[k] == v for k, v in match.items())]
+
+
+def distance_from_chance(auc: float) -> float:
+    """|AUC - 0.5|: how far a score is from telling nothing, in either direction."""
+    return abs(auc - 0.5)
+
+
 def verdict(r: dict) -> str:
     """One of `VERDICTS` for a `metrics.logistic_cv_comparison` result (base = confidence, extra = CI)."""
     if not r["n_splits"]:

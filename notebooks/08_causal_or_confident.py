@@ -67,10 +67,7 @@ ATTACKS = [k.label for k in SETUPS[0].keys(SETUPS[0].paper_eps)]
 
 
 META = {(d, eps): {"dataset": LABEL[d], "eps": experiment.eps_label(eps)} for d, eps in SETTINGS}
-fmt = lambda x, nd=2: "n/a" if x is None or x != x else f"{x:.{nd}f}"  # noqa: E731  (x != x: NaN)
-pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-rated = lambda rows, **m: [  # noqa: E731  (rows with an AUC, matching every key=value of m)
-    r for r in rows if r["auc"] is not None and all(r[k] == v for k, v in m.items())]
+fmt, pct, rated = report.num, report.percent, confidence.rated
 print(f"profile {profile}: {N_BINS} confidence bins, {N_SPLITS} folds, {N_BOOT} bootstrap resamples; " + "; ".join(
     f"{LABEL[d]} eps {experiment.eps_label(eps)}: {SAMPLES[(d, 'probability', eps)][CLEAN].n} clean, "
     f"{sum(s.n for _, s in confidence.attacks(SAMPLES[(d, 'probability', eps)]))} adversarial"
@@ -233,7 +230,7 @@ for defn in DEFINITIONS:
     rows = [r for r in within_rows if r["definition"] == defn and r["auc"] is not None and r["within bins"] is not None]
     if not rows:
         continue
-    gap = lambda x: abs(x - 0.5)  # noqa: E731
+    gap = confidence.distance_from_chance
     closer = sum(gap(r["within bins"]) < gap(r["auc"]) for r in rows)
     strong = [r for r in rows if gap(r["auc"]) >= 0.2]
     kept = [r for r in strong if gap(r["within bins"]) >= 0.2]
@@ -285,7 +282,7 @@ _ = rep.table("table08_logistic", cv_rows)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-iv = lambda r, k: f"{fmt(r[k])} [{fmt(r[k + '_lo'])}, {fmt(r[k + '_hi'])}]"  # noqa: E731
+iv = report.interval
 show = [{"definition": r["definition"], "dataset": r["dataset"], "eps": r["eps"], "attack": r["attack"],
          "n": f"{r['n_clean']}+{r['n_adv']}", "confidence": iv(r, "auc_base"), "CI": iv(r, "auc_extra"),
          "confidence + CI": iv(r, "auc_both"), "delta": iv(r, "delta"), "verdict": r["verdict"]} for r in cv_rows]
