@@ -461,6 +461,18 @@ def detection_rows(exp: Experiment) -> list[dict]:
     return rows
 
 
+def roc_summary(roc_rows: list[dict], setup: Setup) -> tuple[list[dict], list[str]]:
+    """The ROC rows pivoted for reading: one row per (dataset, eps, score), one "AUC / TPR" column per
+    attack of `setup` in the paper's order; returns (rows, columns)."""
+    attack_labels = [k.label for k in setup.keys(setup.paper_eps)]
+    compact: dict = {}
+    for r in roc_rows:
+        row = compact.setdefault((r["dataset"], r["eps"], r["strategy"]),
+                                 {"dataset": r["dataset"], "eps": r["eps"], "score": r["score"]})
+        row[r["attack"]] = "n/a" if r["auc"] is None else f"{r['auc']:.2f} / {r['tpr@5%fpr']:.2f}"
+    return list(compact.values()), ["dataset", "eps", "score", *attack_labels]
+
+
 def _round(x, nd: int = 3):
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)
 

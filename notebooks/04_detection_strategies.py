@@ -50,9 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-import keras
-
-from causadv_lib import experiment, metrics, plots, report, strategies, zoo
+from causadv_lib import experiment, heatmaps, metrics, plots, report, strategies, zoo
 
 rep = report.Report("04_detection_strategies", profile)
 SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
@@ -208,9 +206,7 @@ display(Markdown("\n".join(lines)))
 cs_i, cs_c = EXP["imagenet"].clean, EXP["cifar10"].clean
 zeros_c = (cs_c.ci.ci[cs_c.correct] == 0).sum(axis=1)
 zeros_i = (cs_i.ci.ci[cs_i.correct] == 0).sum(axis=1)
-zm_c = zoo.get(EXP["cifar10"].setup.model)
-acts = keras.Model(zm_c.model.inputs, zm_c.model.get_layer(zm_c.ci_layer).output).predict(
-    zm_c.normalize(cs_c.pixels[cs_c.correct]), verbose=0)
+acts = heatmaps.activations(zoo.get(EXP["cifar10"].setup.model), cs_c.pixels[cs_c.correct])
 dead = np.abs(acts).max(axis=(1, 2)) == 0                      # (n, K): channel all zero for that image
 zero_ci = cs_c.ci.ci[cs_c.correct] == 0
 dead_share = float((dead & zero_ci).sum() / max(zero_ci.sum(), 1))
@@ -253,16 +249,10 @@ display(Markdown("\n".join(reasons)))
 # %%
 roc_rows = [row for exp in EXP.values() for row in experiment.detection_rows(exp)]
 rep.table("table04_roc", roc_rows)
-attack_labels = [k.label for k in SETUPS[0].keys(SETUPS[0].paper_eps)]
-compact = {}
-for r in roc_rows:
-    row = compact.setdefault((r["dataset"], r["eps"], r["strategy"]),
-                             {"dataset": r["dataset"], "eps": r["eps"], "score": r["score"]})
-    row[r["attack"]] = "n/a" if r["auc"] is None else f"{r['auc']:.2f} / {r['tpr@5%fpr']:.2f}"
-compact = list(compact.values())
+compact, compact_columns = experiment.roc_summary(roc_rows, SETUPS[0])
 
 # %%
-display(Markdown(rep.table("table04_roc_auc", compact, ["dataset", "eps", "score", *attack_labels],
+display(Markdown(rep.table("table04_roc_auc", compact, compact_columns,
                            caption="ROC-AUC / TPR at 5% FPR (threshold on clean samples) per strategy and attack")))
 
 # %%

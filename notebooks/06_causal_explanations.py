@@ -104,17 +104,11 @@ for d, exp in EXP.items():
     roc_rows += heatmaps.detection_rows(exp, zm=ZM[d], scores={eps: SCORES[(d, eps)] for eps in exp.setup.eps})
     roc_rows += [r for r in experiment.detection_rows(exp) if r["strategy"] == "S2(rho>=0.5)"]
 rep.table("table06_heatmap_roc", roc_rows)
-attack_labels = [k.label for k in SETUPS[0].keys(SETUPS[0].paper_eps)]
-compact = {}
-for r in roc_rows:
-    row = compact.setdefault((r["dataset"], r["eps"], r["strategy"]),
-                             {"dataset": r["dataset"], "eps": r["eps"], "score": r["score"]})
-    row[r["attack"]] = "n/a" if r["auc"] is None else f"{r['auc']:.2f} / {r['tpr@5%fpr']:.2f}"
-compact = list(compact.values())
+compact, compact_columns = experiment.roc_summary(roc_rows, SETUPS[0])
 
 # %%
 # NBVAL_CHECK_OUTPUT
-display(Markdown(rep.table("table06_heatmap_auc", compact, ["dataset", "eps", "score", *attack_labels],
+display(Markdown(rep.table("table06_heatmap_auc", compact, compact_columns,
                            caption="ROC-AUC / TPR at 5% FPR (threshold on clean samples) of the heatmap-consistency "
                                    "score, with strategy 2's CI-vector correlation for comparison")))
 
