@@ -1,7 +1,8 @@
 # causadv: `make paper` rebuilds every figure and table, `make test` runs the tests.
 # Both create the virtual environment (.venv) from requirements.txt when it is missing or stale.
 #
-#   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works)
+#   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works), print
+#                                      each notebook's wall time, write paper_figures/[smoke/]index.html
 #   make test                          pytest (library) + smoke-profile notebooks checked with nbval
 #   make data                          fetch missing data files into the cache, then verify all by sha256
 #   make zoo-check                     top-1 of every zoo model on its datasets
