@@ -578,3 +578,70 @@ def with_definition(exp: Experiment, definition: str) -> Experiment:
     for key, adv in exp.adversarial.items():
         out.adversarial[key] = dataclasses.replace(adv, ci=same(_ci_under(s, key, definition), adv.ci, key.full_label))
     return out
+
+
+# ------------------------------------------------------------------------- the pipeline on any model
+@dataclass(frozen=True)
+class ModelRun:
+    """The whole pipeline on one ZooModel (notebook 09): the clean CI result, which clean images the model
+    gets right, and per attack the `AttackResult`, the CI result of its adversarial inputs and the mask of
+    the successful examples whose CI pass agrees with the attack's prediction."""
+
+    model: str
+    dataset: str
+    clean: object                                   # ci.CIResult of every image
+    correct: np.ndarray
+    adversarial: dict                               # attack -> (AttackResult, ci.CIResult, ok mask)
+    rows: list                                      # the strategies' paper counts and ROC-AUCs per attack
+
+
+def run_on_model(zm, pixels: np.ndarray, labels, protos, dataset: str, *, attacks: tuple[str, ...] = ("fgsm", "pgd", "bim"),
+                 eps: float = 8 / 255) -> ModelRun:
+    """CI of the clean images, each untargeted attack at `eps` on the correctly classified ones, the CI of the
+    adversarial inputs, the four strategies against `protos` and their ROC-AUC (clean vs successful).
+
+    `pixels`: uint8 or float pixels at the model's input size; everything is cached on disk like elsewhere.
+    """
+    from . import attacks as _attacks
+    from . import ci, metrics, strategies
+
+    labels = np.asarray(labels, np.int64)
+    clean = ci.counterfactual_information(zm.model, zm.normalize(np.asarray(pixels, np.float32)), zm.ci_layer,
+                                          cache=True)
+    correct = clean.predicted == labels
+    adversarial = {}
+    for attack in attacks:
+        adv = _attacks.generate(zm, pixels[correct], labels=labels[correct], attack=attack, eps=eps, cache=True)
+        res = ci.counterfactual_information(zm.model, zm.normalize(adv.adversarial), zm.ci_layer, cache=True)
+        adversarial[attack] = (adv, res, adv.success & (res.predicted == adv.predicted))
+    groups = {"clean": (clean.ci[correct], clean.predicted[correct])}
+    groups |= {a: (r.ci[ok], r.predicted[ok]) for a, (_, r, ok) in adversarial.items()}
+    results = {g: strategies.evaluate_all(v, p, protos.ci, dataset=dataset) for g, (v, p) in groups.items()}
+    rows = []
+    for i, variant in enumerate(results["clean"]):
+        row = {"strategy": variant.name, "clean": _count(variant)}
+        for a in attacks:
+            r = results[a][i]
+            row[a.upper()] = _count(r)
+            auc = metrics.roc_auc(variant.score[variant.counted], r.score[r.counted])
+            row[f"{a.upper()} AUC"] = None if np.isnan(auc) else round(float(auc), 3)
+        rows.append(row)
+    return ModelRun(zm.name, dataset, clean, correct, adversarial, rows)
+
+
+def _count(result) -> str:
+    """The paper's count of a strategy result; samples whose class has no prototype are not counted (S2, S4)."""
+    from . import strategies
+
+    return strategies.paper_fraction(result) + (f" ({result.n_uncounted} uncounted)" if result.n_uncounted else "")
+
+
+def model_run_summary(zm, run: ModelRun, protos, part: str, accuracy_note: str) -> dict:
+    """One table row describing a `ModelRun`: model, CI layer and path, images, prototypes, attack success."""
+    row = {"part": part, "model": zm.name, "outputs": getattr(zm, "outputs", "probabilities"),
+           "CI layer": zm.ci_layer, "filters": int(run.clean.ci.shape[1]), "CI path": run.clean.path,
+           "images": len(run.correct), "correct": int(run.correct.sum()), "accuracy": accuracy_note,
+           "prototypes": f"{len(protos.classes)} of {protos.num_classes} classes"}
+    for a, (_, _, ok) in run.adversarial.items():
+        row[f"{a.upper()} success"] = f"{int(ok.sum())}/{len(ok)}"
+    return row

@@ -280,3 +280,18 @@ def interval_dots(ax, categories: Sequence[str], series: dict[str, tuple], *, yl
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, ncol=min(4, len(series)), loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     return ax
+
+
+def attack_example(run, protos, class_names, title: str, attack: str = "pgd"):
+    """CI vectors of one clean image, its adversarial version and the prototype of the class the attack
+    reached (the first image `attack` fooled in an `experiment.ModelRun`); None when it fooled none."""
+    adv, res, ok = run.adversarial[attack]
+    if not ok.any():
+        return None
+    j = int(np.flatnonzero(ok)[0])
+    i = int(np.flatnonzero(run.correct)[j])
+    c, a = int(run.clean.predicted[i]), int(res.predicted[j])
+    panels = [[(f"clean: {class_names[c]}", run.clean.ci[i]),
+               (f"{attack.upper()}: -> {class_names[a]}", res.ci[j]),
+               (f"prototype of {class_names[a]}", protos.ci[a] if a in protos.classes else None)]]
+    return ci_grid(panels, suptitle=title, width=3.6, height=2.4)

@@ -208,6 +208,14 @@ def geometry_cifar(images: Images, model: str = "cifar10 model") -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- normalisation
+def to_unit_range(x: np.ndarray) -> np.ndarray:
+    """Pixel values in [0, 255], any shape -> x / 127.5 - 1 in [-1, 1] (float32): the input convention of
+    many `keras.applications` models, for a model of your own (`zoo.custom(..., normalize=to_unit_range)`)."""
+    x = np.asarray(x)
+    check_pixels(x, "to_unit_range")
+    return (x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
+
+
 def normalize_mobilenet_v2(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], (N, 224, 224, 3) -> x / 127.5 - 1 in [-1, 1]."""
     x = _check_float(x, IMAGENET_SIZE, "mobilenet_v2_imagenet")

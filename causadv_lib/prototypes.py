@@ -244,3 +244,10 @@ def from_images(zoo_model, images, labels, ids=None, *, definition: str = "proba
     except DataError as e:
         raise ValueError(str(e)) from None
     return for_pool(zoo_model, pool, definition=definition, cache=cache, batch_size=batch_size, progress=progress)
+
+
+def causal_overlap(vectors) -> np.ndarray:
+    """Jaccard overlap of the causal-filter sets ({k: CI_k > 0}) of CI vectors, pairwise: (n, n) in [0, 1]
+    (two empty sets overlap by 0). Section 3.2's point: different classes rely on different filters."""
+    sets = [set(np.flatnonzero(np.asarray(v) > 0)) for v in vectors]
+    return np.array([[len(a & b) / max(len(a | b), 1) for b in sets] for a in sets])

@@ -167,18 +167,13 @@ for model_name, _, proto_pool_name in SETUPS:
     print(f"{model_name}: prototypes for {len(found.classes)} of {found.num_classes} classes "
           f"({searched} images of {proto_pool_name} searched)")
 
-def jaccard_matrix(vectors):
-    sets = [set(np.flatnonzero(v > 0)) for v in vectors]
-    return np.array([[len(a & b) / max(len(a | b), 1) for b in sets] for a in sets])
-
-
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
 overlap = []
 for ax, (model_name, _, proto_pool_name) in zip(axes, SETUPS):
     found = protos[model_name]
     names = data.pool(proto_pool_name).class_names
     classes = found.classes[:10]
-    J = jaccard_matrix([found.vector(c) for c in classes])
+    J = prototypes.causal_overlap([found.vector(c) for c in classes])
     off = J[~np.eye(len(J), dtype=bool)]
     im = ax.imshow(J, vmin=0, vmax=1, cmap="viridis")
     for i in range(len(J)):

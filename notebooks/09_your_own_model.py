@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import attacks, ci, config, data, metrics, plots, prototypes, report, samples, strategies, zoo
+from causadv_lib import config, data, experiment, plots, preprocess, prototypes, report, samples, zoo
 
 P = config.get_profile(profile)
 rep = report.Report("09_your_own_model", profile)
@@ -67,66 +67,9 @@ print(f"profile={profile}  model={model}  scale={SCALE}  outputs={rep.out_dir}")
 # with their labels, and prototypes. Attacks run on the correctly classified images; CI vectors of every
 # clean and adversarial image are cached on disk (`cache=True`), like everywhere in the package.
 
-# %%
-def run_pipeline(zm, pixels, labels, protos, dataset):
-    """CI of clean images, the three untargeted attacks at EPS, their CI, the strategies and ROC-AUCs."""
-    x = zm.normalize(pixels.astype(np.float32))
-    clean = ci.counterfactual_information(zm.model, x, zm.ci_layer, cache=True)
-    correct = clean.predicted == labels
-    out = {"clean": clean, "correct": correct, "adversarial": {}}
-    for attack in ATTACKS:
-        adv = attacks.generate(zm, pixels[correct], labels=labels[correct], attack=attack, eps=EPS, cache=True)
-        res = ci.counterfactual_information(zm.model, zm.normalize(adv.adversarial), zm.ci_layer, cache=True)
-        ok = adv.success & (res.predicted == adv.predicted)
-        out["adversarial"][attack] = (adv, res, ok)
-    # the strategies on the clean (correct) images and on each attack's successful examples
-    groups = {"clean": (clean.ci[correct], clean.predicted[correct])}
-    groups |= {a: (r.ci[ok], r.predicted[ok]) for a, (_, r, ok) in out["adversarial"].items()}
-    results = {g: strategies.evaluate_all(v, p, protos.ci, dataset=dataset) for g, (v, p) in groups.items()}
-    def count(r):  # the paper's count; samples whose class has no prototype are not counted (S2, S4)
-        return strategies.paper_fraction(r) + (f" ({r.n_uncounted} uncounted)" if r.n_uncounted else "")
-
-    rows = []
-    for i, variant in enumerate(results["clean"]):
-        row = {"strategy": variant.name, "clean": count(variant)}
-        for a in ATTACKS:
-            r = results[a][i]
-            row[a.upper()] = count(r)
-            auc = metrics.roc_auc(variant.score[variant.counted], r.score[r.counted])
-            row[f"{a.upper()} AUC"] = None if np.isnan(auc) else round(auc, 3)
-        rows.append(row)
-    out["rows"] = rows
-    return out
-
-
-def setup_row(zm, part, out, protos, accuracy_note):
-    clean, correct = out["clean"], out["correct"]
-    row = {"part": part, "model": zm.name, "outputs": zm.outputs, "CI layer": zm.ci_layer,
-           "filters": int(clean.ci.shape[1]), "CI path": clean.path, "images": len(correct),
-           "correct": int(correct.sum()), "accuracy": accuracy_note,
-           "prototypes": f"{len(protos.classes)} of {protos.num_classes} classes"}
-    for a, (adv, _, ok) in out["adversarial"].items():
-        row[f"{a.upper()} success"] = f"{int(ok.sum())}/{len(ok)}"
-    return row
-
-
-def ci_figure(zm, out, protos, class_names, name, title):
-    """One clean image, its PGD version and its class prototype (the first image PGD fooled)."""
-    adv, res, ok = out["adversarial"]["pgd"]
-    if not ok.any():
-        print("PGD succeeded on no image: no figure")
-        return
-    j = int(np.flatnonzero(ok)[0])
-    i = int(np.flatnonzero(out["correct"])[j])
-    c, a = int(out["clean"].predicted[i]), int(res.predicted[j])
-    panels = [[(f"clean: {class_names[c]}", out["clean"].ci[i]),
-               (f"PGD: -> {class_names[a]}", res.ci[j]),
-               (f"prototype of {class_names[a]}", protos.ci[a] if a in protos.classes else None)]]
-    fig = plots.ci_grid(panels, suptitle=title, width=3.6, height=2.4)
-    rep.figure(fig, name)
-    plt.show()
-    plt.close(fig)
-
+# %% [markdown]
+# `experiment.run_on_model` is that function, in the library so that this notebook stays narrative; read it
+# there (twenty lines). `experiment.model_run_summary` describes a run in one table row.
 
 # %% [markdown]
 # ## A. A zoo model by name
@@ -147,21 +90,27 @@ candidates = np.flatnonzero(np.isin(pool.labels, protos_a.classes))
 chosen = candidates[samples.spread(len(candidates), SCALE["eval"])]
 pixels_a = zm_a.geometry(pool.load(chosen))
 labels_a = pool.labels[chosen]
-out_a = run_pipeline(zm_a, pixels_a, labels_a, protos_a, dataset_a)
-acc_a = f"{out_a['correct'].mean():.0%} of the images chosen"
-setup_a = setup_row(zm_a, "A", out_a, protos_a, acc_a)
+out_a = experiment.run_on_model(zm_a, pixels_a, labels_a, protos_a, dataset_a, attacks=ATTACKS, eps=EPS)
+acc_a = f"{out_a.correct.mean():.0%} of the images chosen"
+setup_a = experiment.model_run_summary(zm_a, out_a, protos_a, "A", acc_a)
 rep.record("a/setup", setup_a)
-rep.record("a/detection", out_a["rows"])
+rep.record("a/detection", out_a.rows)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table09_setup_a", [setup_a], caption=f"A. {model}: model, images, prototypes, attacks")))
-display(Markdown(rep.table("table09_detection_a", out_a["rows"],
+display(Markdown(rep.table("table09_detection_a", out_a.rows,
                            caption=f"A. {model}: the strategies' paper counts (samples that pass; S1: samples "
                                    f"flagged) and ROC-AUC against the clean images, eps {round(EPS * 255)}/255")))
 
 # %%
-ci_figure(zm_a, out_a, protos_a, pool.class_names, "fig09_ci_a", f"A. {model}: CI vectors")
+fig = plots.attack_example(out_a, protos_a, pool.class_names, f"A. {model}: CI vectors")
+if fig is None:
+    print("PGD succeeded on no image: no figure")
+else:
+    rep.figure(fig, "fig09_ci_a")
+    plt.show()
+    plt.close(fig)
 
 # %% [markdown]
 # ## B. A `keras.applications` model you build
@@ -178,11 +127,7 @@ keras.utils.set_random_seed(config.SEED)
 base = keras.applications.VGG16(input_shape=(32, 32, 3), include_top=False, weights=None)
 head = keras.layers.Dense(10, name="head")
 net = keras.Sequential([keras.Input((32, 32, 3)), base, keras.layers.GlobalAveragePooling2D(), head], name="vgg16_cifar_head")
-
-
-def normalize_b(pixels):
-    """float pixels in [0, 255] -> model inputs (the same affine map at every pixel, as attacks need)."""
-    return np.asarray(pixels, np.float32) / 127.5 - 1.0
+normalize_b = preprocess.to_unit_range   # float pixels in [0, 255] -> [-1, 1], the same map at every pixel
 
 
 train = data.pool("cifar10_prototypes")
@@ -208,24 +153,30 @@ protos_b = prototypes.from_images(zm_b, train_images, train_labels, ids=[train.i
 test = data.pool("cifar10_eval")
 e_idx = samples.spread(len(test), SCALE["cifar_eval"])
 pixels_b, labels_b = test.load(e_idx), test.labels[e_idx]
-out_b = run_pipeline(zm_b, pixels_b, labels_b, protos_b, "cifar10")
-acc_b = f"{out_b['correct'].mean():.0%} of {len(labels_b)} test images (chance 10%)"
-setup_b = setup_row(zm_b, "B", out_b, protos_b, acc_b)
+out_b = experiment.run_on_model(zm_b, pixels_b, labels_b, protos_b, "cifar10", attacks=ATTACKS, eps=EPS)
+acc_b = f"{out_b.correct.mean():.0%} of {len(labels_b)} test images (chance 10%)"
+setup_b = experiment.model_run_summary(zm_b, out_b, protos_b, "B", acc_b)
 rep.record("b/setup", setup_b)
-rep.record("b/detection", out_b["rows"])
+rep.record("b/detection", out_b.rows)
 display(Markdown(rep.table("table09_setup_b", [setup_b], caption="B. VGG16 (random features) + fitted head")))
-display(Markdown(rep.table("table09_detection_b", out_b["rows"],
+display(Markdown(rep.table("table09_detection_b", out_b.rows,
                            caption="B. VGG16 (random features) + fitted head: the strategies' paper counts and "
                                    "ROC-AUC (mechanics only: not a trained model)")))
 
 # %%
-ci_figure(zm_b, out_b, protos_b, test.class_names, "fig09_ci_b", "B. VGG16 (random features) + head: CI vectors")
+fig = plots.attack_example(out_b, protos_b, test.class_names, "B. VGG16 (random features) + head: CI vectors")
+if fig is None:
+    print("PGD succeeded on no image: no figure")
+else:
+    rep.figure(fig, "fig09_ci_b")
+    plt.show()
+    plt.close(fig)
 
 # %%
-best = {part: max((r for r in out["rows"] if r["PGD AUC"] is not None), key=lambda r: r["PGD AUC"], default=None)
+best = {part: max((r for r in out.rows if r["PGD AUC"] is not None), key=lambda r: r["PGD AUC"], default=None)
         for part, out in (("A", out_a), ("B", out_b))}
-lines = [f"* **{part}** (`{zm.name}`): {int(out['correct'].sum())} of {len(out['correct'])} images correctly "
-         f"classified; PGD succeeded on {int(out['adversarial']['pgd'][2].sum())} of them"
+lines = [f"* **{part}** (`{zm.name}`): {int(out.correct.sum())} of {len(out.correct)} images correctly "
+         f"classified; PGD succeeded on {int(out.adversarial['pgd'][2].sum())} of them"
          + (f"; the highest ROC-AUC against PGD is {best[part]['strategy']}'s, {best[part]['PGD AUC']:.3f} "
             "(0.5: chance)" if best[part] else "")
          for part, zm, out in (("A", zm_a, out_a), ("B", zm_b, out_b))]
