@@ -296,19 +296,6 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     mu, sd = train.mean(axis=0), train.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
     return (train - mu) / sd, (test - mu) / sd
-    if groups is None:
-        split = StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y)
-    else:
-        split = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, y, np.asarray(groups))
-    for train, test in split:
-        if np.unique(y[train]).size < 2:
-            out[test] = y[train].mean()
-            continue
-        model = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
-                              LogisticRegression(C=1.0, max_iter=1000))
-        model.fit(X[train], y[train])
-        out[test] = model.predict_proba(X[test])[:, 1]
-    return out
 
 
 def logistic_cv_comparison(X_base, X_extra, y, groups=None, *, n_splits: int = 5, seed: int = 0,
