@@ -119,7 +119,9 @@ def get(purifier) -> Purifier:
 
 # ------------------------------------------------------------------------------------------ input
 def _model_name(zm) -> str:
-    return getattr(zm, "name", None) or getattr(getattr(zm, "model", None), "name", "?")
+    from . import zoo
+
+    return zoo.name_of(zm)
 
 
 def check_pixels(images, shape=None, *, what: str = "images") -> np.ndarray:
@@ -170,12 +172,9 @@ def check_pixels(images, shape=None, *, what: str = "images") -> np.ndarray:
 
 
 def _check_model(zm):
-    if not hasattr(zm, "model") or not hasattr(zm, "input_shape"):
-        raise ValueError(f"expected a zoo model (zoo.get(name) or zoo.custom(...)), got {type(zm).__name__}")
-    if getattr(zm, "normalize", None) is None:
-        raise ValueError(f"model {_model_name(zm)}: has no `normalize` (float pixels in [0, 255] -> model inputs); "
-                         "build it with zoo.custom(..., normalize=...)")
-    return zm
+    from . import zoo
+
+    return zoo.for_pixels(zm)
 
 
 def _index(index, n: int) -> np.ndarray:

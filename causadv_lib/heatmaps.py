@@ -48,20 +48,15 @@ BATCH = 16
 
 # ------------------------------------------------------------------------------------------ checks
 def _name(zm) -> str:
-    return getattr(zm, "name", None) or getattr(getattr(zm, "model", None), "name", "?")
+    from . import zoo
+
+    return zoo.name_of(zm)
 
 
 def _resolve(zm):
     from . import zoo
 
-    if isinstance(zm, str):
-        return zoo.get(zm)
-    if not hasattr(zm, "model") or not hasattr(zm, "input_shape"):
-        raise ValueError(f"expected a zoo model (zoo.get(name) or zoo.custom(...)), got {type(zm).__name__}")
-    if getattr(zm, "normalize", None) is None:
-        raise ValueError(f"model {_name(zm)}: has no `normalize` (float pixels in [0, 255] -> model inputs); "
-                         "build it with zoo.custom(..., normalize=...)")
-    return zm
+    return zoo.for_pixels(zm)
 
 
 def _layer_output(zm, layer: str):

@@ -292,6 +292,26 @@ def resolve(model: str | ZooModel) -> ZooModel:
                     f"got {type(model).__name__}")
 
 
+
+def name_of(zm) -> str:
+    """The name to show for a zoo model (or a look-alike): its name, else its Keras model's."""
+    return getattr(zm, "name", None) or getattr(getattr(zm, "model", None), "name", "?")
+
+
+def for_pixels(zm):
+    """A zoo model (or zoo name) that runs on float pixels in [0, 255]: it must have `normalize`.
+
+    ValueError naming what is wrong for anything else (checked by attribute, so look-alikes pass).
+    """
+    if isinstance(zm, str):
+        return get(zm)
+    if not hasattr(zm, "model") or not hasattr(zm, "input_shape"):
+        raise ValueError(f"expected a zoo model (zoo.get(name) or zoo.custom(...)), got {type(zm).__name__}")
+    if getattr(zm, "normalize", None) is None:
+        raise ValueError(f"model {name_of(zm)}: has no `normalize` (float pixels in [0, 255] -> model inputs); "
+                         "build it with zoo.custom(..., normalize=...)")
+    return zm
+
 OUTPUTS = ("probabilities", "logits")
 
 
