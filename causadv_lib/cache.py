@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .report import atomic_write_bytes
+from .io import atomic_write_bytes
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
 

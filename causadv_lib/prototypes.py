@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ci as _ci
-from .report import atomic_write_bytes
+from .io import atomic_write_bytes
 
 
 @dataclass(frozen=True)

@@ -10,46 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 
 from . import __version__, config
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def to_jsonable(value: Any) -> Any:
-    """Plain-JSON version of numpy scalars/arrays, tuples and paths (NaN becomes None)."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+from .io import atomic_write_bytes, to_jsonable
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | None = None) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
+from .io import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,6 @@ def list_path(model: str, pool: str) -> Path:
 
 def write_list(samples: SampleList, rule: str, seed: int = config.SEED) -> Path:
     """Write a sample list in the committed text format."""
-    from .report import atomic_write_bytes
-
     lines = [f"# model: {samples.model}", f"# pool: {samples.pool}", f"# rule: {rule}", f"# seed: {seed}"]
     lines += [f"{i}\t{y}" for i, y in zip(samples.ids, samples.labels)]
     path = list_path(samples.model, samples.pool)

@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import config
+from .io import atomic_write_bytes
 
 __all__ = ["build", "notebook_paths", "figure_cells", "PACKAGES", "main"]
 
@@ -200,7 +201,6 @@ def build(profile: str = "paper", build_dir: Path | None = None, fig_dir: Path |
     """Write the page (default ``figures_dir(profile)/index.html``) from the executed notebooks; returns its path."""
     import nbformat
 
-    from .report import atomic_write_bytes
 
     config.get_profile(profile)
     build_dir = Path(build_dir) if build_dir is not None else (

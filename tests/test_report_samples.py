@@ -40,20 +40,6 @@ def test_report_rejects_unknown_profile(tmp_path):
         report.Report("nb", "huge", out_dir=tmp_path)
 
 
-def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "x.json"
-    target.write_text("old")
-
-    def boom(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(report.os, "replace", boom)
-    with pytest.raises(OSError):
-        report.atomic_write_bytes(target, b"new")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
-
-
 def test_choose_is_seeded_correct_and_stratified():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 20)
