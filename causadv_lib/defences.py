@@ -24,7 +24,7 @@ image by ``(seed, image index)`` and the global state restored afterwards: an im
 on the seed and its index (pass ``index=`` the clean-set index, so a clean image and its adversarial
 examples get the same noise), not on the batch or on earlier calls.
 
-Counting (`evaluate`, `table_rows`): per attack, the *successful* adversarial examples whose prediction
+Counting (`analysis.defences.evaluate`, `analysis.defences.table_rows`): per attack, the *successful* adversarial examples whose prediction
 after the purifier is their true class, compared by class index (the authors compared label names from
 two naming schemes, so their matches were nearly impossible). Next to it, the accuracy of the clean
 evaluation set after the same purifier, which the paper omits: a purifier that "recovers" labels by
@@ -34,7 +34,6 @@ Bad input stops with an error naming the model, or the index and shape of the of
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +41,7 @@ import numpy as np
 from . import config
 
 __all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "check_pixels", "purify", "predict",
-           "recovered", "DefenceResult", "evaluate", "table_rows", "PAPER_TABLE4", "paper_table4"]
+           "recovered"]
 
 PIXEL_RANGE = (0.0, 255.0)
 #: random stream of the Gaussian noise: np.random.seed([seed, _NOISE_STREAM, image index])
@@ -232,112 +231,3 @@ def recovered(zm, pixels, labels, purifier, *, seed: int = config.SEED, index=No
     return predict(zm, pixels, purifier, seed=seed, index=index).argmax(axis=1) == y
 
 
-# -------------------------------------------------------------------------------- the experiment
-CLEAN = "Clean"
-
-
-@dataclass
-class DefenceResult:
-    """Predictions after each purifier, per group (``"Clean"`` or an `AttackKey`) of one budget."""
-
-    setup: object
-    eps: float
-    purifiers: tuple[str, ...]
-    labels: dict = field(default_factory=dict)       # group -> (n,) true classes
-    predicted: dict = field(default_factory=dict)    # (group, purifier) -> (n,) predicted classes
-
-    def correct(self, group, purifier) -> np.ndarray:
-        return self.predicted[(group, purifier)] == self.labels[group]
-
-    def count(self, group, purifier) -> int:
-        return int(self.correct(group, purifier).sum())
-
-    def n(self, group) -> int:
-        return len(self.labels[group])
-
-    def rate(self, group, purifier) -> float:
-        n = self.n(group)
-        return self.count(group, purifier) / n if n else math.nan
-
-    @property
-    def groups(self) -> list:
-        return list(self.labels)
-
-
-def evaluate(exp, eps: float | None = None, purifiers=PAPER_PURIFIERS, *, zm=None, seed: int = config.SEED,
-             progress: bool = False) -> DefenceResult:
-    """Every purifier on the clean evaluation set and on each attack's successful examples at `eps`.
-
-    Clean: the correctly classified images of the clean set (the clean set of every comparison; their
-    accuracy is 1 without a purifier, and after it the share still classified correctly). Attacks: the successful
-    adversarial examples (`AdversarialSet.success`), recovered when predicted as their source's true
-    class. Noise is indexed by the clean-set index, so an image and its adversarial examples share it.
-    """
-    from . import experiment, zoo
-
-    eps = exp.setup.paper_eps if eps is None else float(eps)
-    zm = zoo.get(exp.setup.model) if zm is None else zm
-    names = tuple(get(p).name for p in purifiers)
-    res = DefenceResult(exp.setup, eps, names)
-    cs = exp.clean
-    ok = np.flatnonzero(cs.correct)
-    groups = [(CLEAN, cs.pixels[ok], cs.labels[ok], ok)]
-    for key in exp.setup.keys(eps):
-        adv = exp.adversarial.get(key)
-        if adv is None:
-            continue
-        s = adv.success
-        groups.append((key, adv.result.adversarial[s], cs.labels[adv.source[s]], adv.source[s]))
-    todo = [(g, p) for g, *_ in groups for p in names]
-    if progress:
-        from tqdm.auto import tqdm
-        todo = tqdm(todo, desc=f"purifiers {exp.setup.label}, eps {experiment.eps_label(eps)}")
-    data = {g: (x, y, i) for g, x, y, i in groups}
-    for g, p in todo:
-        x, y, idx = data[g]
-        res.labels[g] = np.asarray(y, np.int64)
-        pred = predict(zm, x, p, seed=seed, index=idx).argmax(axis=1) if len(x) else np.zeros(0, np.int64)
-        res.predicted[(g, p)] = pred.astype(np.int64)
-    return res
-
-
-#: The paper's Table 4 (ImageNet, eps 8/255, out of 300 attacked images): recovered true labels per
-#: attack, columns Feature Squeezing, Spatial smoothing, GDA. Transcribed from paper-numbers.json
-#: (a test checks the two agree). The paper prints 06/100 and 07/100 for untargeted FGSM and PGD
-#: spatial smoothing; n is 300.
-PAPER_TABLE4 = {
-    "dataset": "imagenet", "eps": 8 / 255, "n": 300, "purifiers": PAPER_PURIFIERS,
-    "_rows": {"FGSM targeted": [1, 6, 1], "PGD targeted": [0, 22, 0], "BIM targeted": [0, 20, 1],
-              "FGSM untargeted": [0, 6, 6], "PGD untargeted": [0, 7, 5], "BIM untargeted": [0, 22, 5]},
-}
-
-
-def paper_table4(setup, eps: float) -> dict | None:
-    """The paper's Table 4 when it applies to (setup's dataset, eps), else None."""
-    p = PAPER_TABLE4
-    return p if p["dataset"] == setup.dataset and abs(p["eps"] - float(eps)) < 1e-12 else None
-
-
-def table_rows(res: DefenceResult, paper: dict | None = None) -> list[dict]:
-    """Rows in Table 4's layout: ``Clean (accuracy)``, then each attack; per purifier ``count/N``.
-
-    The clean row counts the clean images still classified correctly after the purifier; attack rows the
-    successful adversarial examples whose true class is recovered. `paper` (`paper_table4`): the paper's
-    counts beside ours (``paper <label>``), with its N (300, attacked images, successful or not).
-    """
-    from . import experiment
-
-    rows = []
-    for g in res.groups:
-        name = "Clean (accuracy)" if g == CLEAN else g.label
-        row = {"dataset": experiment.DATASET_LABELS[res.setup.dataset], "eps": experiment.eps_label(res.eps),
-               "samples": name, "N": res.n(g)}
-        for p in res.purifiers:
-            row[PURIFIERS[p].label] = f"{res.count(g, p)}/{res.n(g)}"
-        if paper is not None:
-            pv = paper["_rows"].get(g.label) if g != CLEAN else None
-            row["paper N"] = paper["n"] if pv is not None else None
-            for p, v in zip(paper["purifiers"], pv or [None] * len(paper["purifiers"])):
-                row[f"paper {PURIFIERS[p].label}"] = v
-        rows.append(row)
-    return rows

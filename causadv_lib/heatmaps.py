@@ -31,14 +31,12 @@ or image that does not fit stops with an error naming it (the image by its index
 """
 from __future__ import annotations
 
-import math
 import weakref
 
 import numpy as np
 
 __all__ = ["METHODS", "MEASURES", "BATCH", "check_layer", "layer_shape", "activations", "layer_maps", "normalise", "upsample",
-           "heatmaps", "gradcam", "agreement", "consistency", "consistency_scores", "detection_rows",
-           "SCORE_NAMES", "choose_examples", "figure_panels", "FIGURE_ROWS"]
+           "heatmaps", "gradcam", "agreement", "consistency"]
 
 METHODS = ("causal", "authors", "gradcam")
 MEASURES = ("cosine", "pearson")
@@ -336,149 +334,3 @@ def consistency(zm, images, own_ci, classes, prototypes, *, measures=MEASURES, l
         a[missing] = np.nan
         out[m] = a
     return out
-
-
-SCORE_NAMES = {"cosine": "heatmap: 1 - cosine(own, prototype)", "pearson": "heatmap: 1 - Pearson(own, prototype)"}
-
-
-def consistency_scores(exp, eps: float | None = None, *, zm=None, measures=MEASURES) -> dict:
-    """{(measure, group): (n,) agreement} for the clean set (``"Clean"``) and each attack's successes at `eps`.
-
-    Clean: the correctly classified clean images; attacks: the successful adversarial examples; each with
-    its own CI vector and predicted class from the experiment (NaN: no prototype of the class).
-    """
-    from . import experiment, zoo
-
-    eps = exp.setup.paper_eps if eps is None else float(eps)
-    zm = zoo.get(exp.setup.model) if zm is None else zm
-    cs = exp.clean
-    ok = cs.correct
-    groups = [(experiment.CLEAN, cs.pixels[ok], cs.ci.ci[ok], cs.ci.predicted[ok])]
-    for key in exp.setup.keys(eps):
-        adv = exp.adversarial.get(key)
-        if adv is None:
-            continue
-        s = adv.success
-        groups.append((key, adv.result.adversarial[s], adv.ci.ci[s], adv.ci.predicted[s]))
-    out = {}
-    for g, x, ci_, pred in groups:
-        res = consistency(zm, x, ci_, np.asarray(pred, np.int64), exp.prototypes, measures=measures)
-        for m in measures:
-            out[(m, g)] = res[m]
-    return out
-
-
-def detection_rows(exp, *, zm=None, measures=MEASURES, scores: dict | None = None) -> list[dict]:
-    """ROC rows of the consistency score (1 - agreement), in `experiment.detection_rows`'s layout.
-
-    `scores` (optional): {eps: `consistency_scores`(exp, eps)} already computed (not recomputed here).
-    """
-    from . import experiment, metrics
-
-    rows = []
-    for eps in exp.setup.eps:
-        sc = scores[eps] if scores is not None and eps in scores else consistency_scores(exp, eps, zm=zm,
-                                                                                         measures=measures)
-        for m in measures:
-            clean = 1.0 - sc[(m, experiment.CLEAN)]
-            for key in exp.setup.keys(eps):
-                if (m, key) not in sc:
-                    continue
-                d = metrics.detection_row(clean, 1.0 - sc[(m, key)], fpr=0.05, nan_policy="omit")
-                rows.append({"dataset": experiment.DATASET_LABELS[exp.setup.dataset], "eps": key.eps_label,
-                             "strategy": f"heatmap {m}", "score": SCORE_NAMES[m], "attack": key.label,
-                             "n_clean": d["n_clean"], "n_adv": d["n_adv"], "auc": _round(d["auc"]),
-                             "tpr@5%fpr": _round(d["tpr_at_5fpr"]), "realised fpr": _round(d["realised_fpr"])})
-    return rows
-
-
-# ------------------------------------------------------------------------------------- Figure 4
-#: the rows of each example in Figure 4: (method, row label)
-FIGURE_ROWS = (("causal", "causal\n(CI-weighted)"), ("authors", "authors'\n(binary mask)"), ("gradcam", "Grad-CAM"))
-
-
-def _short(name: str, width: int = 18) -> str:
-    name = str(name).split(",")[0]
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def choose_examples(exp, n: int, eps: float | None = None) -> list[int]:
-    """Clean-set indices of `n` examples for Figure 4: correctly classified, a class with a prototype, distinct
-    classes; first those with the most successful attacks (at `eps`, default the paper's) whose adversarial class
-    has a prototype too (so that its causal map can be drawn), then the most successful attacks, then list order."""
-    cs = exp.clean
-    eps = exp.setup.paper_eps if eps is None else float(eps)
-    has_proto = np.zeros(exp.prototypes.num_classes, bool)
-    has_proto[list(exp.prototypes.classes)] = True
-    wins, drawable = np.zeros(cs.n, int), np.zeros(cs.n, int)
-    for key in exp.setup.keys(eps):
-        adv = exp.adversarial.get(key)
-        if adv is None:
-            continue
-        s = adv.success
-        np.add.at(wins, adv.source[s], 1)
-        np.add.at(drawable, adv.source[s & has_proto[adv.ci.predicted]], 1)
-    ok = [int(i) for i in np.flatnonzero(cs.correct) if has_proto[cs.labels[i]]]
-    chosen, classes = [], set()
-    for i in sorted(ok, key=lambda i: (-drawable[i], -wins[i], i)):
-        if int(cs.labels[i]) not in classes:
-            chosen.append(i)
-            classes.add(int(cs.labels[i]))
-        if len(chosen) == n:
-            break
-    return chosen
-
-
-def figure_panels(exp, chosen, *, zm=None, eps: float | None = None, colors=("#1a7f37", "#cf222e")):
-    """Panels of Figure 4 for `plots.heatmap_grid`: per chosen clean image, one row per `FIGURE_ROWS` method;
-    columns: the clean image, then each attack's successful adversarial example (an empty panel if it failed).
-
-    Returns (panels, row_labels, records): records holds, per drawn sample, its clean index, attack label (or
-    "clean"), predicted class and the cosine consistency shown in the corner of its causal panel.
-    """
-    from . import zoo
-
-    zm = zoo.get(exp.setup.model) if zm is None else zm
-    cs = exp.clean
-    eps = exp.setup.paper_eps if eps is None else float(eps)
-    keys = exp.setup.keys(eps)
-    items = []   # (block, column, image, class, probability, own CI, adversarial?, title, clean index)
-    for b, i in enumerate(chosen):
-        items.append((b, 0, cs.pixels[i], int(cs.ci.predicted[i]), float(cs.ci.probability[i]), cs.ci.ci[i], False,
-                      f"clean: {_short(zm.class_names[cs.labels[i]])}", i))
-        for j, key in enumerate(keys, start=1):
-            adv = exp.adversarial.get(key)
-            where = np.flatnonzero((adv.source == i) & adv.success) if adv is not None else []
-            if len(where):
-                m = int(where[0])
-                items.append((b, j, adv.result.adversarial[m], int(adv.ci.predicted[m]), float(adv.ci.probability[m]),
-                              adv.ci.ci[m], True, key.label, i))
-    nrow = len(FIGURE_ROWS)
-    panels = [[None] * (1 + len(keys)) for _ in range(len(chosen) * nrow)]
-    row_labels = []
-    for b, i in enumerate(chosen):
-        row_labels += [f"{_short(zm.class_names[cs.labels[i]], 14)}\n{lab}" for _, lab in FIGURE_ROWS]
-        for j, key in enumerate(keys, start=1):
-            panels[b * nrow][j] = {"image": None, "text": f"{key.label}\nfailed", "title": ""}
-    records = []
-    if not items:
-        return panels, row_labels, records
-    x = np.stack([it[2] for it in items])
-    cls = np.array([it[3] for it in items], np.int64)
-    maps = {m: heatmaps(zm, x, exp.prototypes, cls, method=m) for m, _ in FIGURE_ROWS}
-    agree = consistency(zm, x, np.stack([it[5] for it in items]), cls, exp.prototypes, measures=("cosine",))["cosine"]
-    for n, (b, j, img, c, p, _ci, is_adv, title, i) in enumerate(items):
-        head = f"{title}\n-> {_short(zm.class_names[c])} ({p:.2f})"
-        for r, (m, _) in enumerate(FIGURE_ROWS):
-            panel = {"image": img, "heatmap": maps[m][n]}
-            if r == 0:
-                panel |= {"title": head, "color": colors[1] if is_adv else colors[0],
-                          "note": None if np.isnan(agree[n]) else f"cos {agree[n]:.2f}"}
-            panels[b * nrow + r][j] = panel
-        records.append({"clean index": int(i), "id": cs.ids[i], "sample": title.split(":")[0] if not is_adv else title,
-                        "predicted": zm.class_names[c], "cosine": None if np.isnan(agree[n]) else float(agree[n])})
-    return panels, row_labels, records
-
-
-def _round(x, nd: int = 3):
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), nd)

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 from . import __version__, config
 from .io import atomic_write_bytes, to_jsonable
+from .text import interval, num, percent  # noqa: F401  (formatting for notebooks' prose: one home, text.py)
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | None = None) -> str:
@@ -33,21 +34,6 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | 
     for row in rows:
         lines.append("| " + " | ".join(cell(row.get(c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
-
-
-def num(x, nd: int = 2) -> str:
-    """A number for prose and tables: ``nd`` decimals, "n/a" for None or NaN."""
-    return "n/a" if x is None or x != x else f"{x:.{nd}f}"  # x != x: NaN of any float type
-
-
-def percent(v) -> str:
-    """A fraction as a whole percentage ("n/a" for None)."""
-    return "n/a" if v is None else f"{100 * v:.0f}%"
-
-
-def interval(row: dict, key: str, nd: int = 2) -> str:
-    """``row[key] [row[key_lo], row[key_hi]]``: an estimate with its interval."""
-    return f"{num(row[key], nd)} [{num(row[key + '_lo'], nd)}, {num(row[key + '_hi'], nd)}]"
 
 
 class Report:
@@ -85,6 +71,12 @@ class Report:
         writer.writerows(rows)
         atomic_write_bytes(self.out_dir / f"{name}.csv", buf.getvalue().encode())
         md = markdown_table(rows, columns, caption)
+        atomic_write_bytes(self.out_dir / f"{name}.md", md.encode())
+        return md
+
+    def side_table(self, name: str, rows: Iterable[dict], columns: Sequence[str], caption: str | None = None) -> str:
+        """Write NAME.md only, kept out of the results JSON (e.g. run times, which are not reproducible)."""
+        md = markdown_table(list(rows), columns, caption)
         atomic_write_bytes(self.out_dir / f"{name}.md", md.encode())
         return md
 

@@ -59,12 +59,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-DATASETS = ("imagenet", "cifar10")
-S1_NS = (0, 1, 2, 5)
-S3_NS = (5, 10)
-S4_NMS = ((3, 10), (5, 20), (10, 30))
-S2_TOPK = 5
-S2_THRESHOLD = 0.5
+from .vocab import DATASETS, S1_NS, S2_THRESHOLD, S2_TOPK, S3_NS, S4_NMS, variant_name
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,7 +189,7 @@ def s1_causal_existence(ci, n: int = 0) -> StrategyResult:
     n = _check_int(n, "n", 0)
     count = (x > 0).sum(axis=1)
     counted = np.ones(x.shape[0], bool)
-    return _result(f"S1(n={n})", "s1", {"n": n}, count <= n, -count, counted, count,
+    return _result(variant_name("s1", n=n), "s1", {"n": n}, count <= n, -count, counted, count,
                    "causal filters (CI > 0)", "flagged")
 
 
@@ -232,7 +227,7 @@ def s2_pearson(ci, predicted, proto, mode: str = "topk", k: int = S2_TOPK,
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"threshold: expected a correlation in [-1, 1], got {threshold!r}")
         rho = np.clip((zx * zp[pred]).sum(axis=1), -1.0, 1.0)
-        return _result(f"S2(rho>={threshold:g})", "s2", {"mode": mode, "threshold": threshold},
+        return _result(variant_name("s2", mode=mode, threshold=threshold), "s2", {"mode": mode, "threshold": threshold},
                        rho < threshold, -rho, counted, rho, "Pearson rho with the predicted class's prototype",
                        "passed")
     if mode == "topk":
@@ -241,7 +236,7 @@ def s2_pearson(ci, predicted, proto, mode: str = "topk", k: int = S2_TOPK,
         rho[:, ~valid] = -np.inf                    # classes without a prototype never compete
         own = rho[np.arange(x.shape[0]), pred]
         rank = (rho >= own[:, None]).sum(axis=1).astype(np.float64)
-        return _result(f"S2(top-{k})", "s2", {"mode": mode, "k": k}, rank > k, rank, counted, rank,
+        return _result(variant_name("s2", mode=mode, k=k), "s2", {"mode": mode, "k": k}, rank > k, rank, counted, rank,
                        "rank of the predicted class among the prototypes by rho (ties count against it)",
                        "passed")
     raise ValueError(f"mode: expected 'topk' (ImageNet, Table 1) or 'threshold' (CIFAR-10, Table 2), got {mode!r}")
@@ -253,7 +248,7 @@ def s3_zero_effect(ci, n: int = 5) -> StrategyResult:
     n = _check_int(n, "n", 0)
     zeros = (x == 0).sum(axis=1)
     counted = np.ones(x.shape[0], bool)
-    return _result(f"S3(n={n})", "s3", {"n": n}, zeros <= n, -zeros, counted, zeros,
+    return _result(variant_name("s3", n=n), "s3", {"n": n}, zeros <= n, -zeros, counted, zeros,
                    "zero filters (CI == 0)", "passed")
 
 
@@ -295,7 +290,7 @@ def s4_common_features(ci, predicted, proto, n: int = 3, m: int = 10, rule="subs
     member[rows[p_present], p_idx[p_present]] = True
     s_idx, s_present = top_causal(x, n)
     common = (member[pred[:, None], s_idx] & s_present).sum(axis=1)
-    return _result(f"S4({n}/{m})", "s4", {"n": n, "m": m, "rule": rule}, common < need, -common, counted,
+    return _result(variant_name("s4", n=n, m=m), "s4", {"n": n, "m": m, "rule": rule}, common < need, -common, counted,
                    common, "top-n causal filters in the prototype's top-m", "passed")
 
 

@@ -49,6 +49,8 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from causadv_lib import attacks, config, data, experiment, plots, report, samples, zoo
+from causadv_lib.analysis import tables
+from causadv_lib.vocab import ATTACK_LABELS, DATASET_LABELS, eps_label
 
 P = config.get_profile(profile)
 rep = report.Report("02_experiment_setup", profile)
@@ -56,7 +58,7 @@ SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=c
 print(f"profile={profile}  outputs={rep.out_dir}")
 for s in SETUPS:
     print(f"{s.label}: eval pool {s.eval_pool}, prototypes from {s.prototype_pool}, "
-          f"eps {[experiment.eps_label(e) for e in s.eps]}")
+          f"eps {[eps_label(e) for e in s.eps]}")
 
 # %% [markdown]
 # ## Building the set
@@ -76,12 +78,12 @@ for d, exp in EXP.items():
     s, cs, protos = exp.setup, exp.clean, exp.prototypes
     zm = zoo.get(s.model)
     searched = len(samples.spread(len(data.pool(s.prototype_pool)), P.prototype_pool_limit))
-    setup_rows.append({"dataset": experiment.DATASET_LABELS[d], "model": s.model, "CI layer": zm.ci_layer,
-                       "filters": int(cs.ci.ci.shape[1]), "CI path": cs.ci.path, "sample list": s.sample_model,
+    setup_rows.append({"dataset": DATASET_LABELS[d], "model": s.model, "CI layer": zm.ci_layer,
+                       "filters": int(cs.ci_result.ci.shape[1]), "CI path": cs.ci_result.path, "sample list": s.sample_model,
                        "images": cs.n, "classes": len(set(cs.labels.tolist())), "correct": cs.n_correct,
                        "prototype pool": s.prototype_pool, "pool images searched": searched,
                        "classes with a prototype": len(protos.classes),
-                       "budgets": ", ".join(experiment.eps_label(e) for e in s.eps)})
+                       "budgets": ", ".join(eps_label(e) for e in s.eps)})
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -95,11 +97,11 @@ display(Markdown(rep.table("table02_setup", setup_rows, caption="Models, samples
 # any pixel, in grey levels (at most $255\,\epsilon$).
 
 # %%
-success = [row for exp in EXP.values() for row in experiment.success_rows(exp)]
+success = [row for exp in EXP.values() for row in tables.success_rows(exp)]
 for row in success:
     row["paper"] = ("100%" if row["dataset"] == "ImageNet" and row["eps"] == "8/255"
                     else "below 100% (not reported)" if row["eps"] == "24/255" else None)
-settings = [{"attack": experiment.ATTACK_LABELS[a], "eps_step / eps": round(attacks.SETTINGS[a]["eps_step_fraction"], 4),
+settings = [{"attack": ATTACK_LABELS[a], "eps_step / eps": round(attacks.SETTINGS[a]["eps_step_fraction"], 4),
              "iterations": attacks.SETTINGS[a]["max_iter"], "random starts": attacks.SETTINGS[a]["num_random_init"],
              "norm": "L-infinity", "loss": "cross-entropy on the logits", "seed": config.SEED} for a in attacks.ATTACKS]
 display(Markdown(rep.table("table02_attack_settings", settings, caption="Attack settings")))
@@ -109,16 +111,9 @@ display(Markdown(rep.table("table02_attack_settings", settings, caption="Attack 
 display(Markdown(rep.table("table02_attack_success", success, caption="Attack success rate (successful / attacked)")))
 
 # %%
-lines = []
-for d, exp in EXP.items():
-    for eps in exp.setup.eps:
-        rates = {k.label: a.success_rate for k, a in exp.adversarial.items() if k.eps == eps}
-        full = [k for k, r in rates.items() if r == 1.0]
-        weakest = min(rates, key=rates.get)
-        lines.append(f"* {exp.setup.label}, eps {experiment.eps_label(eps)}: {len(full)} of {len(rates)} attacks "
-                     f"succeed on every image; the weakest is {weakest} ({rates[weakest]:.0%}).")
-        rep.record(f"{d}/success_rates/{experiment.eps_label(eps)}", rates)
-budget_ok = all(r["max |delta| (grey levels)"] <= float(r["eps"].split("/")[0]) + 1e-3 for r in success)
+lines, rates, budget_ok = tables.success_lines(EXP.values())
+for (d, eps), r in rates.items():
+    rep.record(f"{d}/success_rates/{eps}", r)
 display(Markdown("\n".join(lines) + f"\n\nEvery perturbation is within its budget: **{budget_ok}**. The paper reports "
                  "100% success for all six attacks on ImageNet (VGG16, eps 8/255) and less than 100% on CIFAR-10 "
                  "without numbers. A low targeted FGSM rate is expected: one signed gradient step towards a random "
@@ -137,22 +132,20 @@ assert budget_ok
 for d, exp in EXP.items():
     cs = exp.clean
     keys = exp.setup.keys(exp.setup.paper_eps)
-    wins = np.zeros(cs.n, int)
-    for k in keys:
-        wins[exp.adversarial[k].source] += exp.adversarial[k].success
+    wins = exp.wins()
     i = int(np.argmax(wins))
     names = data.pool(exp.setup.eval_pool).class_names
     advs, titles, ok = [], [], []
     for k in keys:
         a = exp.adversarial[k]
         j = int(np.flatnonzero(a.source == i)[0])
-        advs.append(a.result.adversarial[j])
+        advs.append(a.attack_result.adversarial[j])
         ok.append(bool(a.success[j]))
         mark = "" if ok[-1] else " (failed)"
-        titles.append(f"{k.label}{mark}\n-> {names[a.ci.predicted[j]][:18]} ({a.ci.probability[j]:.2f})")
+        titles.append(f"{k.label}{mark}\n-> {names[a.ci_result.predicted[j]][:18]} ({a.ci_result.probability[j]:.2f})")
     fig = plots.adversarial_examples(cs.pixels[i], advs, titles, eps=exp.setup.paper_eps, ok=ok,
-                                     clean_title=f"clean: {names[cs.labels[i]][:18]}\n({cs.ci.probability[i]:.2f})",
-                                     suptitle=f"{exp.setup.label}: {cs.ids[i]}, eps {experiment.eps_label(exp.setup.paper_eps)}")
+                                     clean_title=f"clean: {names[cs.labels[i]][:18]}\n({cs.ci_result.probability[i]:.2f})",
+                                     suptitle=f"{exp.setup.label}: {cs.ids[i]}, eps {eps_label(exp.setup.paper_eps)}")
     rep.figure(fig, f"fig02_examples_{d}")
     plt.show()
     plt.close(fig)
@@ -165,9 +158,8 @@ for d, exp in EXP.items():
 
 # %%
 timings = experiment.timing_rows()
-timing_md = report.markdown_table(timings, ["dataset", "model", "stage", "items", "seconds"],
-                                  caption=f"Seconds per stage in this run ({profile} profile)")
-report.atomic_write_bytes(rep.out_dir / "02_experiment_setup.timings.md", timing_md.encode())
+timing_md = rep.side_table("02_experiment_setup.timings", timings, ["dataset", "model", "stage", "items", "seconds"],
+                           caption=f"Seconds per stage in this run ({profile} profile)")
 display(Markdown(timing_md))
 total = sum(r["seconds"] for r in timings)
 in_attacks = sum(r["seconds"] for r in timings if r["stage"] == "attack")

@@ -36,7 +36,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import data, experiment, plots, report, strategies
+from causadv_lib import data, experiment, plots, report
+from causadv_lib.analysis import tables
+from causadv_lib.vocab import eps_label
 
 rep = report.Report("03_ci_distributions", profile)
 SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
@@ -57,25 +59,23 @@ for d, exp in EXP.items():
     cs, protos = exp.clean, exp.prototypes
     names = data.pool(exp.setup.eval_pool).class_names
     keys = exp.setup.keys(exp.setup.paper_eps)
-    wins = np.zeros(cs.n, int)
-    for k in keys:
-        wins[exp.adversarial[k].source] += exp.adversarial[k].success
+    wins = exp.wins()
     wins[~cs.correct] = -1
     shown = np.argsort(-wins, kind="stable")[:ROWS_SHOWN]
     panels = []
     for i in shown:
         y = int(cs.labels[i])
         row = [(f"prototype '{names[y][:16]}'", protos.ci[y] if y in protos.classes else None),
-               (f"clean {cs.ids[i][:22]}", cs.ci.ci[i])]
+               (f"clean {cs.ids[i][:22]}", cs.ci_result.ci[i])]
         for k in keys:
             a = exp.adversarial[k]
             j = np.flatnonzero(a.source == i)
             ok = len(j) and a.success[j[0]]
-            row.append((f"{k.label} -> {names[a.ci.predicted[j[0]]][:12]}" if ok else f"{k.label}: failed",
-                        a.ci.ci[j[0]] if ok else None))
+            row.append((f"{k.label} -> {names[a.ci_result.predicted[j[0]]][:12]}" if ok else f"{k.label}: failed",
+                        a.ci_result.ci[j[0]] if ok else None))
         panels.append(row)
-    fig = plots.ci_grid(panels, suptitle=f"{exp.setup.label}: CI vectors (layer {cs.ci.layer}), "
-                                         f"eps {experiment.eps_label(exp.setup.paper_eps)}")
+    fig = plots.ci_grid(panels, suptitle=f"{exp.setup.label}: CI vectors (layer {cs.ci_result.layer}), "
+                                         f"eps {eps_label(exp.setup.paper_eps)}")
     rep.figure(fig, f"fig03_ci_vectors_{d}")
     plt.show()
     plt.close(fig)
@@ -93,27 +93,9 @@ for d, exp in EXP.items():
 # %%
 stats_rows, STATS = [], {}
 for d, exp in EXP.items():
-    protos = exp.prototypes
-    have = np.array(protos.classes, dtype=np.int64)
     for eps in exp.setup.eps:
-        groups = {"Prototypes": (protos.ci[have], None)}
-        groups[experiment.CLEAN] = (exp.clean.ci.ci[exp.clean.correct], exp.clean.ci.predicted[exp.clean.correct])
-        for k in exp.setup.keys(eps):
-            a = exp.adversarial[k]
-            groups[k.label] = (a.ci.ci[a.success], a.ci.predicted[a.success])
-        per = {}
-        for g, (v, pred) in groups.items():
-            rho = (np.full(len(v), np.nan) if pred is None or not len(v)
-                   else strategies.pearson_matrix(v, protos.ci)[np.arange(len(v)), pred])
-            per[g] = {"causal": (v > 0).sum(axis=1), "zero": (v == 0).sum(axis=1), "rho": rho[np.isfinite(rho)],
-                      "max": v.max(axis=1) if len(v) else np.zeros(0)}
-            med = lambda x: round(float(np.median(x)), 3) if len(x) else None  # noqa: E731
-            stats_rows.append({"dataset": experiment.DATASET_LABELS[d], "eps": experiment.eps_label(eps),
-                               "group": g, "n": len(v), "median causal": med(per[g]["causal"]),
-                               "no causal filter": int((per[g]["causal"] == 0).sum()),
-                               "median zero": med(per[g]["zero"]), "median rho": med(per[g]["rho"]),
-                               "median max CI": float(f"{np.median(per[g]['max']):.3g}") if len(v) else None})
-        STATS[(d, eps)] = per
+        rows, STATS[(d, eps)] = tables.group_statistics(exp, eps)
+        stats_rows += rows
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -125,7 +107,7 @@ display(Markdown(rep.table("table03_statistics", stats_rows,
 
 # %%
 for (d, eps), per in STATS.items():
-    K = EXP[d].clean.ci.ci.shape[1]
+    K = EXP[d].clean.ci_result.ci.shape[1]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     groups = {g: v for g, v in per.items()}
     plots.group_histograms(axes[0], {g: v["causal"] for g, v in groups.items()}, bins=np.linspace(0, K, 41),
@@ -135,7 +117,7 @@ for (d, eps), per in STATS.items():
     plots.group_histograms(axes[2], {g: v["rho"] for g, v in groups.items()},  # prototypes: no rho (empty)
                            bins=np.linspace(-1, 1, 41), xlabel="Pearson rho with the predicted class's prototype",
                            title="Strategy 2: correlation with the prototype")
-    fig.suptitle(f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}: {K} filters", fontsize=10)
+    fig.suptitle(f"{EXP[d].setup.label}, eps {eps_label(eps)}: {K} filters", fontsize=10)
     fig.tight_layout()
     name = f"fig03_statistics_{d}" if len(EXP[d].setup.eps) == 1 else f"fig03_statistics_{d}_{round(eps * 255)}"
     rep.figure(fig, name)
@@ -148,47 +130,9 @@ for (d, eps), per in STATS.items():
 # Computed from the table above (the sentences are generated from the numbers of this run).
 
 # %%
-lines = []
-for (d, eps), per in STATS.items():
-    label = f"**{EXP[d].setup.label}, eps {experiment.eps_label(eps)}**"
-    clean_rho = np.median(per[experiment.CLEAN]["rho"]) if len(per[experiment.CLEAN]["rho"]) else float("nan")
-    parts = [f"clean: median rho with the prototype {clean_rho:.2f}, median max CI "
-             f"{np.median(per[experiment.CLEAN]['max']):.2g}"]
-    for k in EXP[d].setup.keys(eps):
-        v = per[k.label]
-        n = len(v["causal"])
-        if not n:
-            parts.append(f"{k.label}: no successful example")
-            continue
-        none = int((v["causal"] == 0).sum())
-        rho = f"{np.median(v['rho']):.2f}" if len(v["rho"]) else "n/a"
-        parts.append(f"{k.label}: {none}/{n} without any causal filter, median rho {rho}, "
-                     f"median max CI {np.median(v['max']):.2g}")
-    lines.append(f"* {label}: " + "; ".join(parts) + ".")
-bim = [(d, eps, k) for (d, eps) in STATS for k in EXP[d].setup.keys(eps) if k.attack == "bim"]
-bim_all_none = all(len(STATS[(d, eps)][k.label]["causal"]) and (STATS[(d, eps)][k.label]["causal"] == 0).all()
-                   for d, eps, k in bim)
+text, bim_all_none = tables.observations(STATS, EXP)
 rep.record("bim_examples_all_without_causal_filter", bim_all_none)
-sat, much_smaller = [], True
-for (d, eps), per in STATS.items():
-    it = [np.median(per[k.label]["max"]) for k in EXP[d].setup.keys(eps) if k.attack in ("bim", "pgd")
-          and len(per[k.label]["max"])]
-    if it:
-        much_smaller &= max(it) < np.median(per[experiment.CLEAN]["max"]) / 10
-        sat.append(f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}: median max CI {min(it):.2g}-{max(it):.2g} "
-                   f"for BIM and PGD against {np.median(per[experiment.CLEAN]['max']):.2g} for clean samples")
-display(Markdown("\n".join(lines) + "\n\n"
-                 + ("Observation 2 holds here: every successful BIM example has no causal filter."
-                    if bim_all_none else
-                    "Observation 2 (BIM examples have no causal filter at all) does **not** hold in general here: "
-                    "see the counts above. The authors' own stored ImageNet vectors show the same: 129 of their "
-                    "249 BIM vectors have no positive CI (`reference-implementation.md`).")
-                 + ("\n\nIn magnitude, though, the iterative attacks' CI vectors are more than ten times smaller than "
-                    "the clean ones (" + "; ".join(sat) + "): their predictions are pushed to saturation, so removing "
-                    "one filter barely moves the predicted probability. Counting filters with CI > 0 misses this; the "
-                    "size of the CI values shows it (notebook 4 adds the largest CI value as a score)."
-                    if sat and much_smaller else
-                    "\n\nLargest CI values: " + "; ".join(sat) + "." if sat else "")))
+display(Markdown(text))
 
 # %%
 print(f"results: {rep.save()}")

@@ -50,31 +50,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import experiment, heatmaps, metrics, plots, report, strategies, zoo
+from causadv_lib import experiment, heatmaps, paper, plots, report, zoo
+from causadv_lib.analysis import tables
+from causadv_lib.vocab import ROC_VARIANTS, S4_3_10, SCORE_NAMES, eps_label
 
 rep = report.Report("04_detection_strategies", profile)
 SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
 EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
-TABLES = {}
-for name, table, variants in [("table04_pearson_top5", "table1", ["S2(top-5)"]),
-                              ("table04_pearson_rho", "table2", ["S2(rho>=0.5)"]),
-                              ("table04_zero_filters", "table3", ["S3(n=5)", "S3(n=10)"]),
-                              ("table04_common_features", "figure3", ["S4(3/10)", "S4(5/20)", "S4(10/30)"]),
-                              ("table04_causal_existence", None, ["S1(n=0)", "S1(n=1)", "S1(n=2)", "S1(n=5)"])]:
-    rows = []
-    for exp in EXP.values():
-        for eps in exp.setup.eps:
-            paper = experiment.paper_for(table, exp.setup, eps) if table else None
-            rows += experiment.paper_rows(exp, variants, eps, paper=paper)
-    paper_cols = (["paper N"] + [f"paper {v}" for v in variants]) if table else []
-    TABLES[name] = (rows, ["dataset", "eps", "samples", "N", *variants, *paper_cols])
-COUNTS = {(d, eps): experiment.strategy_results(exp, eps) for d, exp in EXP.items() for eps in exp.setup.eps}
+TABLES = tables.paper_tables(EXP.values())
+COUNTS = {(d, eps): tables.strategy_results(exp, eps) for d, exp in EXP.items() for eps in exp.setup.eps}
 for (d, eps), res in COUNTS.items():
     missing = len(EXP[d].prototypes.missing)
-    uncounted = {(g if g == experiment.CLEAN else g.label): by["S4(3/10)"].n_uncounted for g, by in res.items()}
-    rep.record(f"{d}/{experiment.eps_label(eps)}/uncounted_s2_s4", uncounted)
-    print(f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}: {missing} classes without a prototype; samples "
-          f"uncounted by S2/S4: {sum(uncounted.values())} of {sum(by['S4(3/10)'].n for by in res.values())}")
+    uncounted = tables.uncounted(res)
+    rep.record(f"{d}/{eps_label(eps)}/uncounted_s2_s4", uncounted)
+    print(f"{EXP[d].setup.label}, eps {eps_label(eps)}: {missing} classes without a prototype; samples "
+          f"uncounted by S2/S4: {sum(uncounted.values())} of {sum(by[S4_3_10].n for by in res.values())}")
 
 # %% [markdown]
 # ## Table 1: Pearson correlation, top-5 rule
@@ -137,24 +127,12 @@ display(Markdown(rep.table("table04_causal_existence", rows, cols,
 rows, cols = TABLES["table04_common_features"]
 display(Markdown(rep.table("table04_common_features", rows, cols,
                            caption="Strategy 4: samples whose top-n causal filters lie in the prototype's top-m")))
-variants = ["S4(3/10)", "S4(5/20)", "S4(10/30)"]
 panels = [(d, eps) for d, exp in EXP.items() for eps in exp.setup.eps]
 fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
 for ax, (d, eps) in zip(axes[0], panels):
-    res = COUNTS[(d, eps)]
-    series = {}
-    for group, by in res.items():
-        name = experiment.CLEAN if group == experiment.CLEAN else group.label
-        series[f"{name} (N={by[variants[0]].n})"] = [
-            round(100 * strategies.paper_count(by[v]) / by[v].n, 1) if by[v].n else None for v in variants]
-    paper = experiment.paper_for("figure3", EXP[d].setup, eps)
-    hatched = []
-    if paper is not None:
-        for label, values in [("paper: clean", paper["clean"]), ("paper: adversarial", paper["adversarial"])]:
-            series[label] = [round(100 * v / paper["n"], 1) for v in values]
-            hatched.append(label)
-    plots.grouped_bars(ax, [v[3:-1] for v in variants], series, ylabel="% of the group passing (shares features)",
-                       title=f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}", hatched=hatched)
+    labels, series, hatched = tables.figure3_series(COUNTS[(d, eps)], paper.table_for("figure3", d, eps))
+    plots.grouped_bars(ax, labels, series, ylabel="% of the group passing (shares features)",
+                       title=f"{EXP[d].setup.label}, eps {eps_label(eps)}", hatched=hatched)
     ax.set_xlabel("n / m (top-n causal filters of the sample in the top-m of the prototype)")
     ax.set_ylim(0, 110)
 fig.suptitle("Figure 3: samples sharing their top causal filters with their predicted class's prototype", fontsize=10)
@@ -170,32 +148,7 @@ plt.close(fig)
 # that pass against the share of adversarial ones (ours and the paper's).
 
 # %%
-lines = []
-for name, table, variant in [("Table 1", "table1", "S2(top-5)"), ("Table 2", "table2", "S2(rho>=0.5)"),
-                             ("Table 3 (n=5)", "table3", "S3(n=5)"), ("Table 3 (n=10)", "table3", "S3(n=10)"),
-                             ("Figure 3 (3/10)", "figure3", "S4(3/10)"), ("Figure 3 (10/30)", "figure3", "S4(10/30)")]:
-    p = experiment.PAPER[table]
-    d, eps = p["dataset"], p["eps"]
-    if (d, eps) not in COUNTS:
-        continue
-    res = COUNTS[(d, eps)]
-    col = p["variants"].index(variant)
-    ours_clean = res[experiment.CLEAN][variant]
-    share = lambda r: strategies.paper_count(r) / r.n if r.n else float("nan")  # noqa: E731
-    adv = {k.label: share(by[variant]) for k, by in res.items() if k != experiment.CLEAN}
-    paper_clean = p["_rows"][experiment.CLEAN][col] / p["n"]
-    paper_adv = [v[col] / p["n"] for k, v in p["_rows"].items() if k != experiment.CLEAN]
-    finite = [v for v in adv.values() if np.isfinite(v)]
-    above = [k for k, v in adv.items() if np.isfinite(v) and v >= share(ours_clean)]
-    if not finite:
-        lines.append(f"* **{name}**: no successful adversarial example in this run.")
-        continue
-    lines.append(f"* **{name}** ({experiment.DATASET_LABELS[d]}, eps {experiment.eps_label(eps)}): clean passes "
-                 f"{share(ours_clean):.0%} here (paper {paper_clean:.0%}); adversarial groups pass "
-                 f"{min(finite):.0%}-{max(finite):.0%} here (paper {min(paper_adv):.0%}-{max(paper_adv):.0%})."
-                 + (f" Attacks passing at least as often as clean samples: {', '.join(above)}." if above else
-                    " Every attack passes less often than the clean set, as in the paper."))
-display(Markdown("\n".join(lines)))
+display(Markdown("\n".join(tables.paper_comparison_lines(COUNTS))))
 
 # %% [markdown]
 # ### Why our counts differ from the paper's
@@ -203,36 +156,11 @@ display(Markdown("\n".join(lines)))
 # Known reasons, with the numbers of this run:
 
 # %%
-cs_i, cs_c = EXP["imagenet"].clean, EXP["cifar10"].clean
-zeros_c = (cs_c.ci.ci[cs_c.correct] == 0).sum(axis=1)
-zeros_i = (cs_i.ci.ci[cs_i.correct] == 0).sum(axis=1)
+cs_c = EXP["cifar10"].clean
 acts = heatmaps.activations(zoo.get(EXP["cifar10"].setup.model), cs_c.pixels[cs_c.correct])
 dead = np.abs(acts).max(axis=(1, 2)) == 0                      # (n, K): channel all zero for that image
-zero_ci = cs_c.ci.ci[cs_c.correct] == 0
-dead_share = float((dead & zero_ci).sum() / max(zero_ci.sum(), 1))
-s3 = COUNTS[("cifar10", EXP["cifar10"].setup.paper_eps)]
-s3_share = {v: sum(by[v].n_passed for by in s3.values()) / max(1, sum(by[v].n for by in s3.values()))
-            for v in ("S3(n=5)", "S3(n=10)")}
-reasons = [
-    f"* **Clean set.** Ours holds only correctly classified images ({cs_i.n_correct} of {cs_i.n} on ImageNet, "
-    f"{cs_c.n_correct} of {cs_c.n} on CIFAR-10); the paper's 300 ImageNet images included 64 that VGG16 "
-    "misclassified, which fail Table 1 by construction.",
-    f"* **Adversarial sets.** Ours hold only successful examples, so N differs per row; the paper's N is always "
-    "300 or 100, and the authors' stored vectors mix successful and failed attacks.",
-    f"* **Zero filters (Table 3).** The median clean CIFAR-10 sample has {int(np.median(zeros_c))} of "
-    f"{cs_c.ci.ci.shape[1]} filters with CI exactly 0 (ImageNet: {int(np.median(zeros_i))} of "
-    f"{cs_i.ci.ci.shape[1]}); {dead_share:.0%} of the CIFAR-10 zeros are dead filters (the channel is all zero "
-    "after its ReLU for that image, so removing it changes nothing), the rest removals that leave p unchanged in "
-    "float32. With so many zeros the thresholds n = 5 and 10 pass "
-    f"{s3_share['S3(n=5)']:.0%} and {s3_share['S3(n=10)']:.0%} of all CIFAR-10 samples (clean and adversarial "
-    "together). The authors' CIFAR model (conv, ReLU, then batchnorm) was ablated after that batchnorm, where a "
-    "channel is rarely all zero; ours (conv, batchnorm, ReLU) is ablated after the ReLU. The separation, if any, "
-    "is in the count itself (ROC below).",
-    f"* **Common features (Figure 3).** MobileNetV2's CI layer has {cs_i.ci.ci.shape[1]} filters against VGG16's "
-    "512: the top-n causal filters of a sample can be expected to fall inside the prototype's top-m less often.",
-    "* **The paper's own vectors** do not reproduce its Table 2 targeted rows (23 and 20 instead of 8 and 3 for "
-    "PGD and BIM, `reference-implementation.md`): the paper is not a fixed target there.",
-]
+reasons = tables.difference_reasons(EXP["imagenet"], EXP["cifar10"],
+                                    COUNTS[("cifar10", EXP["cifar10"].setup.paper_eps)], dead)
 display(Markdown("\n".join(reasons)))
 
 # %% [markdown]
@@ -247,29 +175,18 @@ display(Markdown("\n".join(reasons)))
 # only so that at most 5% of them are flagged. Each clean image is its adversarial examples' source.
 
 # %%
-roc_rows = [row for exp in EXP.values() for row in experiment.detection_rows(exp)]
+roc_rows = [row for exp in EXP.values() for row in tables.detection_rows(exp)]
 rep.table("table04_roc", roc_rows)
-compact, compact_columns = experiment.roc_summary(roc_rows, SETUPS[0])
+compact, compact_columns = tables.roc_summary(roc_rows, SETUPS[0])
 
 # %%
 display(Markdown(rep.table("table04_roc_auc", compact, compact_columns,
                            caption="ROC-AUC / TPR at 5% FPR (threshold on clean samples) per strategy and attack")))
 
 # %%
-best = max((r for r in roc_rows if r["auc"] is not None), key=lambda r: r["auc"])
-worst = min((r for r in roc_rows if r["auc"] is not None), key=lambda r: r["auc"])
-below = sum(1 for r in roc_rows if r["auc"] is not None and r["auc"] < 0.5)
-rated = sum(1 for r in roc_rows if r["auc"] is not None)
-rep.record("roc_summary", {"best": best, "worst": worst, "auc_below_half": below, "rated": rated})
-display(Markdown(
-    f"Highest AUC: {best['auc']:.2f} ({best['score']}, {best['attack']}, {best['dataset']} eps {best['eps']}); "
-    f"lowest: {worst['auc']:.2f} ({worst['score']}, {worst['attack']}, {worst['dataset']} eps {worst['eps']}). "
-    f"{below} of {rated} strategy/attack pairs have AUC below 0.5, i.e. the paper's direction of the rule is the "
-    "wrong one for that attack"
-    + (": a detector built from these strategies would have to know the attack, which an attacker does not tell it."
-       if below else ".")
-    + " No adaptive attack (one that optimises against the detector) is run here: these numbers are an upper "
-    "bound on what the strategies achieve against an attacker who knows them."))
+summary, text = tables.roc_extremes(roc_rows)
+rep.record("roc_summary", summary)
+display(Markdown(text))
 
 # %% [markdown]
 # ### ROC curves
@@ -279,18 +196,7 @@ display(Markdown(
 
 # %%
 for d, exp in EXP.items():
-    curves = {}
-    for eps in exp.setup.eps:
-        sc = experiment.scores(exp, eps)
-        for v in experiment.ROC_VARIANTS:
-            for k in exp.setup.keys(eps):
-                clean_s, adv_s = sc[(v, experiment.CLEAN)], sc[(v, k)]
-                if len(clean_s) and len(adv_s):
-                    fpr, tpr = metrics.roc_curve(clean_s, adv_s)
-                    auc = metrics.roc_auc(clean_s, adv_s)
-                    curves.setdefault((experiment.ROC_NAMES[v], k.label), []).append(
-                        (f"{experiment.eps_label(eps)}: AUC {auc:.2f}", fpr, tpr))
-    fig = plots.roc_grid(curves, [experiment.ROC_NAMES[v] for v in experiment.ROC_VARIANTS],
+    fig = plots.roc_grid(tables.roc_curves(exp), [SCORE_NAMES[v] for v in ROC_VARIANTS],
                          [k.label for k in exp.setup.keys(exp.setup.paper_eps)],
                          suptitle=f"{exp.setup.label}: ROC of each strategy score, clean vs successful adversarial")
     rep.figure(fig, f"fig04_roc_{d}")

@@ -44,13 +44,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from causadv_lib import defences, experiment, plots, report
+from causadv_lib import defences, experiment, paper, plots, report
+from causadv_lib.analysis import defences as evaluation
+from causadv_lib.vocab import CLEAN, eps_label
 
 rep = report.Report("05_defence_comparison", profile)
 SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
 EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
 PURIFIERS = ("none", *defences.PAPER_PURIFIERS, *defences.XU_PURIFIERS)
-RES = {(d, eps): defences.evaluate(exp, eps, PURIFIERS) for d, exp in EXP.items() for eps in exp.setup.eps}
+RES = {(d, eps): evaluation.evaluate(exp, eps, PURIFIERS) for d, exp in EXP.items() for eps in exp.setup.eps}
 rep.record("purifiers", {p: defences.PURIFIERS[p].setting for p in PURIFIERS})
 for p in PURIFIERS:
     print(f"{defences.PURIFIERS[p].label:28s} {defences.PURIFIERS[p].setting}")
@@ -62,7 +64,7 @@ for p in PURIFIERS:
 # %%
 for (d, eps), res in RES.items():
     for g in res.groups:
-        if g == defences.CLEAN:
+        if g == CLEAN:
             assert res.count(g, "none") == EXP[d].clean.n_correct, (d, eps)
         else:
             assert res.count(g, "none") == 0, (d, eps, g)
@@ -81,8 +83,8 @@ cols = ["dataset", "eps", "samples", "N", *[defences.PURIFIERS[p].label for p in
 paper_cols = ["paper N", *[f"paper {defences.PURIFIERS[p].label}" for p in defences.PAPER_PURIFIERS]]
 rows_i = []
 for eps in EXP["imagenet"].setup.eps:
-    paper = defences.paper_table4(EXP["imagenet"].setup, eps)
-    rows_i += defences.table_rows(RES[("imagenet", eps)], paper)
+    table = paper.table_for("table4", "imagenet", eps)
+    rows_i += evaluation.table_rows(RES[("imagenet", eps)], table)
 display(Markdown(rep.table("table05_defences_imagenet", rows_i, cols + paper_cols,
                            caption="Table 4 (ImageNet): true class recovered after each purifier; "
                                    "first row: clean accuracy")))
@@ -97,7 +99,7 @@ display(Markdown(rep.table("table05_defences_imagenet", rows_i, cols + paper_col
 # NBVAL_CHECK_OUTPUT
 rows_c = []
 for eps in EXP["cifar10"].setup.eps:
-    rows_c += defences.table_rows(RES[("cifar10", eps)])
+    rows_c += evaluation.table_rows(RES[("cifar10", eps)])
 display(Markdown(rep.table("table05_defences_cifar10", rows_c, cols,
                            caption="Table 4 (CIFAR-10): true class recovered after each purifier; "
                                    "first row: clean accuracy")))
@@ -111,20 +113,7 @@ display(Markdown(rep.table("table05_defences_cifar10", rows_c, cols,
 # predictions.
 
 # %%
-summary = []
-for (d, eps), res in RES.items():
-    attacks = [g for g in res.groups if g != defences.CLEAN]
-    for p in PURIFIERS:
-        n_adv = sum(res.n(g) for g in attacks)
-        rec = sum(res.count(g, p) for g in attacks)
-        rates = [res.rate(g, p) for g in attacks if res.n(g)]
-        summary.append({"dataset": experiment.DATASET_LABELS[d], "eps": experiment.eps_label(eps),
-                        "purifier": defences.PURIFIERS[p].label,
-                        "clean accuracy": round(res.rate(defences.CLEAN, p), 3),
-                        "recovered (all attacks)": f"{rec}/{n_adv}",
-                        "recovered share": round(rec / n_adv, 3) if n_adv else None,
-                        "lowest attack": round(min(rates), 3) if rates else None,
-                        "highest attack": round(max(rates), 3) if rates else None})
+summary = evaluation.summary_rows(RES, PURIFIERS)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -137,14 +126,14 @@ fig, axes = plt.subplots(len(panels), 1, figsize=(11, 3.9 * len(panels)), squeez
 shown = [p for p in PURIFIERS if p != "none"]
 for ax, (d, eps) in zip(axes[:, 0], panels):
     res = RES[(d, eps)]
-    series = {f"clean accuracy (N={res.n(defences.CLEAN)})":
-              [round(100 * res.rate(defences.CLEAN, p), 1) for p in shown]}
+    series = {f"clean accuracy (N={res.n(CLEAN)})":
+              [round(100 * res.rate(CLEAN, p), 1) for p in shown]}
     for key in EXP[d].setup.keys(eps):    # every attack, so that each keeps its colour across panels
         n = res.n(key) if key in res.labels else 0
         series[f"{key.label} (N={n})"] = [round(100 * res.rate(key, p), 1) if n else None for p in shown]
     plots.grouped_bars(ax, [defences.PURIFIERS[p].short_label for p in shown], series,
                        ylabel="% (clean: accuracy;\nattacks: recovered)",
-                       title=f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}", hatched=[next(iter(series))])
+                       title=f"{EXP[d].setup.label}, eps {eps_label(eps)}", hatched=[next(iter(series))])
     ax.set_ylim(0, 112)
     ax.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
 fig.suptitle("Figure 5: clean accuracy (hatched) and true class recovered from each attack, per purifier\n"
@@ -161,44 +150,7 @@ plt.close(fig)
 # Sentences generated from this run's numbers.
 
 # %%
-lines = []
-span = lambda lo, hi: f"{lo:.0%}" if f"{lo:.0%}" == f"{hi:.0%}" else f"{lo:.0%}-{hi:.0%}"  # noqa: E731
-p4 = defences.PAPER_TABLE4
-if (p4["dataset"], p4["eps"]) in RES:
-    res = RES[(p4["dataset"], p4["eps"])]
-    attacks = [g for g in res.groups if g != defences.CLEAN and res.n(g)]
-    for k, p in enumerate(p4["purifiers"]):
-        label = defences.PURIFIERS[p].label
-        paper_rates = [v[k] / p4["n"] for v in p4["_rows"].values()]
-        ours = [res.rate(g, p) for g in attacks]
-        if not ours:
-            lines.append(f"* **{label}**: no successful adversarial example on ImageNet in this run.")
-            continue
-        acc = res.rate(defences.CLEAN, p)
-        more = "more" if max(ours) > max(paper_rates) else "no more"
-        lines.append(f"* **{label}** (ImageNet, eps {experiment.eps_label(p4['eps'])}): recovers "
-                     f"{span(min(ours), max(ours))} of the successful adversarial examples per attack here, "
-                     f"against {span(min(paper_rates), max(paper_rates))} of 300 in the paper ({more} than the "
-                     f"paper's best), at a clean accuracy of {acc:.0%} after the purifier (the paper does not say).")
-for (d, eps), res in RES.items():
-    attacks = [g for g in res.groups if g != defences.CLEAN and res.n(g)]
-    if not attacks:
-        continue
-    harsh = [defences.PURIFIERS[p].label for p in PURIFIERS if res.rate(defences.CLEAN, p) < 0.8]
-    chance = [defences.PURIFIERS[p].label for p in PURIFIERS if p != "none"
-              and sum(res.count(g, p) for g in attacks) / sum(res.n(g) for g in attacks) >= res.rate(defences.CLEAN, p)]
-    best = max((p for p in PURIFIERS if p != "none"),
-               key=lambda p: sum(res.count(g, p) for g in attacks) / sum(res.n(g) for g in attacks))
-    best_share = sum(res.count(g, best) for g in attacks) / sum(res.n(g) for g in attacks)
-    lines.append(f"* **{experiment.DATASET_LABELS[d]}, eps {experiment.eps_label(eps)}**: the purifier that recovers "
-                 f"most is {defences.PURIFIERS[best].label} ({best_share:.0%} of all successful examples, clean "
-                 f"accuracy {res.rate(defences.CLEAN, best):.0%}). "
-                 + (f"Clean accuracy falls below 80% with {', '.join(harsh)}. " if harsh else
-                    "Every purifier keeps at least 80% clean accuracy. ")
-                 + (f"{' and '.join(chance)} {'recovers' if len(chance) == 1 else 'recover'} adversarial examples at "
-                    f"least as often as {'it keeps' if len(chance) == 1 else 'they keep'} clean images right, so "
-                    "that recovery says little about undoing the perturbation." if chance else
-                    "Every purifier keeps clean images right more often than it recovers adversarial examples."))
+lines = evaluation.comparison_lines(RES, PURIFIERS)
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -214,22 +166,10 @@ display(Markdown("\n".join(lines)))
 # What recovery costs on clean images, with this run's numbers:
 
 # %%
-costs = []
-for (d, eps), res in RES.items():
-    attacks = [g for g in res.groups if g != defences.CLEAN and res.n(g)]
-    n_adv = sum(res.n(g) for g in attacks)
-    for p in defences.PAPER_PURIFIERS:
-        lost = res.n(defences.CLEAN) - res.count(defences.CLEAN, p)
-        rec = sum(res.count(g, p) for g in attacks)
-        costs.append(f"* {experiment.DATASET_LABELS[d]}, eps {experiment.eps_label(eps)}, "
-                     f"{defences.PURIFIERS[p].label}: recovers {rec} of {n_adv} adversarial examples and turns "
-                     f"{lost} of {res.n(defences.CLEAN)} correctly classified clean images into errors "
-                     f"(clean accuracy {res.rate(defences.CLEAN, p):.0%}).")
+costs = evaluation.cost_lines(RES)
 display(Markdown("\n".join(costs) + "\n\nNone of these purifiers is a detector; notebook 4 judges CausAdv's "
                  "strategies by ROC curves, and notebook 6 adds a score from the causal heatmaps."))
 
 # %%
-rep.record("recovered", {f"{d}/{experiment.eps_label(eps)}": {
-    ("Clean" if g == defences.CLEAN else g.label): {p: [res.count(g, p), res.n(g)] for p in PURIFIERS}
-    for g in res.groups} for (d, eps), res in RES.items()})
+rep.record("recovered", evaluation.recovered_record(RES, PURIFIERS))
 print(f"results: {rep.save()}")

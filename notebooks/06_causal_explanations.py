@@ -46,6 +46,9 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from causadv_lib import experiment, heatmaps, plots, report, zoo
+from causadv_lib.analysis import heatmaps as heat_eval
+from causadv_lib.analysis import tables
+from causadv_lib.vocab import DATASET_LABELS, S2_RHO, eps_label
 
 rep = report.Report("06_causal_explanations", profile)
 SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
@@ -62,7 +65,7 @@ for d, exp in EXP.items():
 # %% [markdown]
 # ## Figure 4: causal heatmaps, the authors' variant and Grad-CAM
 #
-# For each dataset, `n_examples` clean images of different classes (`heatmaps.choose_examples`: those with the
+# For each dataset, `n_examples` clean images of different classes (`analysis.heatmaps.choose_examples`: those with the
 # most successful attacks at the paper's budget whose adversarial class has a prototype, so that its causal map
 # can be drawn; ties broken by list order), each followed by its adversarial examples. Titles give the
 # predicted class and its probability (red: an adversarial prediction). Three rows per image: the causal heatmap
@@ -74,18 +77,18 @@ for d, exp in EXP.items():
 EXAMPLES = {}
 for d, exp in EXP.items():
     zm, cs, eps = ZM[d], exp.clean, exp.setup.paper_eps
-    chosen = heatmaps.choose_examples(exp, n_examples)
+    chosen = heat_eval.choose_examples(exp, n_examples)
     EXAMPLES[d] = chosen
-    panels, row_labels, records = heatmaps.figure_panels(exp, chosen, zm=zm, colors=(plots.CORRECT, plots.WRONG))
+    panels, row_labels, records = heat_eval.figure_panels(exp, chosen, zm=zm, colors=(plots.CORRECT, plots.WRONG))
     fig = plots.heatmap_grid(panels, row_labels=row_labels, size=1.6,
-                             suptitle=f"Figure 4 ({experiment.DATASET_LABELS[d]}, {zm.name}, eps "
-                                      f"{experiment.eps_label(eps)}): causal heatmaps of the predicted class's "
+                             suptitle=f"Figure 4 ({DATASET_LABELS[d]}, {zm.name}, eps "
+                                      f"{eps_label(eps)}): causal heatmaps of the predicted class's "
                                       f"prototype, the authors' variant and Grad-CAM on layer {zm.ci_layer}")
     rep.figure(fig, f"fig06_heatmaps_{d}")
     plt.show()
     plt.close(fig)
     rep.record(f"{d}/figure4_examples", records)
-    print(f"{experiment.DATASET_LABELS[d]}: examples {[cs.ids[i] for i in chosen]}; {len(records)} samples drawn")
+    print(f"{DATASET_LABELS[d]}: examples {[cs.ids[i] for i in chosen]}; {len(records)} samples drawn")
 
 # %% [markdown]
 # ## Beyond the pictures: the heatmap-consistency score
@@ -98,13 +101,13 @@ for d, exp in EXP.items():
 # with the prototype's), on the same samples.
 
 # %%
-SCORES = {(d, eps): heatmaps.consistency_scores(exp, eps, zm=ZM[d]) for d, exp in EXP.items() for eps in exp.setup.eps}
+SCORES = {(d, eps): heat_eval.consistency_scores(exp, eps, zm=ZM[d]) for d, exp in EXP.items() for eps in exp.setup.eps}
 roc_rows = []
 for d, exp in EXP.items():
-    roc_rows += heatmaps.detection_rows(exp, zm=ZM[d], scores={eps: SCORES[(d, eps)] for eps in exp.setup.eps})
-    roc_rows += [r for r in experiment.detection_rows(exp) if r["strategy"] == "S2(rho>=0.5)"]
+    roc_rows += heat_eval.detection_rows(exp, zm=ZM[d], scores={eps: SCORES[(d, eps)] for eps in exp.setup.eps})
+    roc_rows += [r for r in tables.detection_rows(exp) if r["strategy"] == S2_RHO]
 rep.table("table06_heatmap_roc", roc_rows)
-compact, compact_columns = experiment.roc_summary(roc_rows, SETUPS[0])
+compact, compact_columns = tables.roc_summary(roc_rows, SETUPS[0])
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -123,13 +126,10 @@ bins = np.geomspace(1e-4, 2.0, 28)
 for col, (d, eps) in enumerate(panels):
     sc = SCORES[(d, eps)]
     for row, m in enumerate(heatmaps.MEASURES):
-        groups = {"clean": sc[(m, experiment.CLEAN)]}
-        for key in EXP[d].setup.keys(eps):
-            groups[key.label] = sc[(m, key)]
-        groups = {k: np.clip(1.0 - v[np.isfinite(v)], 1e-4, 2.0) for k, v in groups.items()}
+        groups = heat_eval.score_groups(sc, EXP[d].setup.keys(eps), m)
         ax = axes[row, col]
         plots.group_histograms(ax, groups, bins=bins, xlabel=f"1 - {m}(own CI map, prototype map)",
-                               title=f"{EXP[d].setup.label}, eps {experiment.eps_label(eps)}")
+                               title=f"{EXP[d].setup.label}, eps {eps_label(eps)}")
         ax.set_xscale("log")
 fig.suptitle("Heatmap consistency score (larger = more suspicious): each sample's own causal map against its predicted "
              "class's prototype map", fontsize=10)
@@ -144,37 +144,7 @@ plt.close(fig)
 # Sentences generated from this run's numbers.
 
 # %%
-lines = []
-for (d, eps), sc in SCORES.items():
-    clean = sc[("cosine", experiment.CLEAN)]
-    n_missing = int(np.isnan(clean).sum())
-    clean = clean[np.isfinite(clean)]
-    rows = [r for r in roc_rows
-            if r["dataset"] == experiment.DATASET_LABELS[d] and r["eps"] == experiment.eps_label(eps)]
-    s2 = {r["attack"]: r["auc"] for r in rows if r["strategy"] == "S2(rho>=0.5)" and r["auc"] is not None}
-    head = f"* **{experiment.DATASET_LABELS[d]}, eps {experiment.eps_label(eps)}**: "
-    adv = np.concatenate([sc[("cosine", k)] for k in EXP[d].setup.keys(eps)])
-    adv = adv[np.isfinite(adv)]
-    if not len(clean) or not len(adv):
-        lines.append(head + "too few scored samples in this run to compare groups.")
-        continue
-    parts = [f"median agreement (cosine) {np.median(clean):.4f} for clean samples against {np.median(adv):.4f} for "
-             f"the successful adversarial examples pooled; "
-             f"{np.mean(adv == 0):.0%} of the adversarial examples and {np.mean(clean == 0):.0%} of the clean samples "
-             "have agreement 0 (an empty own causal map: no causal filter of their own, or none active)"]
-    for m in heatmaps.MEASURES:
-        heat = [r for r in rows if r["strategy"] == f"heatmap {m}" and r["auc"] is not None]
-        if not heat:
-            continue
-        better = [r["attack"] for r in heat if r["attack"] in s2 and r["auc"] > s2[r["attack"]]]
-        lo, hi = f"{min(r['auc'] for r in heat):.2f}", f"{max(r['auc'] for r in heat):.2f}"
-        auc = f"is {lo}" if lo == hi else f"spans {lo}-{hi}"
-        name = "Pearson" if m == "pearson" else m
-        vs = f" and beats strategy 2's CI-vector correlation on {len(better)} of {len(heat)} attacks" if s2 else ""
-        parts.append(f"the {name} score's AUC {auc} across attacks{vs}")
-    lines.append(head + "; ".join(parts)
-                 + (f"; {n_missing} clean samples could not be scored (no prototype of their class)."
-                    if n_missing else "."))
+lines = heat_eval.summary_lines(SCORES, roc_rows, EXP)
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

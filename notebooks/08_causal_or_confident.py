@@ -40,16 +40,15 @@ imagenet_model = "mobilenet_v2_imagenet"
 cifar_model = "vgg16_bn_cifar10"
 
 # %%
-import math
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import config, confidence, experiment, metrics, plots, report
+from causadv_lib import config, experiment, plots, report
+from causadv_lib.analysis import confidence
+from causadv_lib.vocab import CLEAN, DATASET_LABELS, eps_label
 
 rep = report.Report("08_causal_or_confident", profile)
 DEFINITIONS = ("probability", "log_probability", "logit")      # "authors" is the paper's CI with a bug: left out
@@ -61,15 +60,13 @@ BASE = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
 EXP = {(d, defn): experiment.with_definition(exp, defn) for d, exp in BASE.items() for defn in DEFINITIONS}
 SETTINGS = [(s.dataset, eps) for s in SETUPS for eps in s.eps]
 SAMPLES = {(d, defn, eps): confidence.samples_of(EXP[(d, defn)], eps) for d, eps in SETTINGS for defn in DEFINITIONS}
-CLEAN = experiment.CLEAN
-LABEL = experiment.DATASET_LABELS
+LABEL = DATASET_LABELS
 ATTACKS = [k.label for k in SETUPS[0].keys(SETUPS[0].paper_eps)]
 
 
-META = {(d, eps): {"dataset": LABEL[d], "eps": experiment.eps_label(eps)} for d, eps in SETTINGS}
-fmt, pct, rated = report.num, report.percent, confidence.rated
+META = {(d, eps): {"dataset": LABEL[d], "eps": eps_label(eps)} for d, eps in SETTINGS}
 print(f"profile {profile}: {N_BINS} confidence bins, {N_SPLITS} folds, {N_BOOT} bootstrap resamples; " + "; ".join(
-    f"{LABEL[d]} eps {experiment.eps_label(eps)}: {SAMPLES[(d, 'probability', eps)][CLEAN].n} clean, "
+    f"{LABEL[d]} eps {eps_label(eps)}: {SAMPLES[(d, 'probability', eps)][CLEAN].n} clean, "
     f"{sum(s.n for _, s in confidence.attacks(SAMPLES[(d, 'probability', eps)]))} adversarial"
     for d, eps in SETTINGS))
 
@@ -90,31 +87,12 @@ _ = rep.table("table08_zero_share", zero_rows, zero_cols)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-compact = [{"dataset": r["dataset"], "eps": r["eps"], "samples": r["samples"], "N": r["N"],
-            "p = 1.0": pct(r["p = 1.0"]),
-            **{x: f"{pct(r[f'zero share: {x}'])} (median {fmt(r[f'median #zero: {x}'], 0)}/{r['K']})"
-               for x in DEFINITIONS}} for r in zero_rows]
+compact = confidence.zero_compact(zero_rows, DEFINITIONS)
 display(Markdown(report.markdown_table(compact, ["dataset", "eps", "samples", "N", "p = 1.0", *DEFINITIONS],
                                        caption="Share of CI values exactly 0 (median zero filters per sample / K)")))
 
 # %%
-lines = []
-for d, eps in SETTINGS:
-    by = {r["samples"]: r for r in zero_rows if r["dataset"] == LABEL[d] and r["eps"] == experiment.eps_label(eps)}
-    clean = by[CLEAN]
-    adv = [r for name, r in by.items() if name != CLEAN and r["N"]]
-    if not adv:
-        continue
-    hi = max(adv, key=lambda r: r["median #zero: probability"])
-    lo = min(adv, key=lambda r: r["median #zero: probability"])
-    lines.append(
-        f"* **{LABEL[d]}, eps {experiment.eps_label(eps)}** (K = {clean['K']}): under the paper's probability CI the "
-        f"median clean image has {fmt(clean['median #zero: probability'], 0)} zero filters; {hi['samples']} "
-        f"{fmt(hi['median #zero: probability'], 0)}, {lo['samples']} {fmt(lo['median #zero: probability'], 0)}. "
-        f"{pct(clean['p = 1.0'])} of the clean predictions and {pct(hi['p = 1.0'])} of the {hi['samples']} ones "
-        f"have p = 1.0 in float32. Under log_probability the clean median is "
-        f"{fmt(clean['median #zero: log_probability'], 0)} ({hi['samples']}: "
-        f"{fmt(hi['median #zero: log_probability'], 0)}): what remains are removals that change nothing at all.")
+lines = confidence.zero_lines(zero_rows, [META[k] for k in SETTINGS])
 rep.record("zero_share", zero_rows)
 display(Markdown("\n".join(lines)))
 
@@ -131,12 +109,7 @@ display(Markdown("\n".join(lines)))
 conf_rows = [row for d, eps in SETTINGS
              for row in confidence.confidence_roc_rows(SAMPLES[(d, "probability", eps)], META[(d, eps)])]
 _ = rep.table("table08_confidence_roc", conf_rows)
-compact = {}
-for r in conf_rows:
-    row = compact.setdefault((r["dataset"], r["eps"], r["score"], r["direction"]),
-                             {k: r[k] for k in ("dataset", "eps", "score", "direction")})
-    row[r["attack"]] = "n/a" if r["auc"] is None else f"{r['auc']:.2f} / {r['tpr@5%fpr']:.2f}"
-conf_compact = list(compact.values())
+conf_compact = confidence.confidence_compact(conf_rows)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -158,14 +131,7 @@ strat_rows = [dict(definition=defn) | row for defn in DEFINITIONS for d, eps in 
               for row in confidence.strategy_roc_rows(SAMPLES[(d, defn, eps)], META[(d, eps)])]
 _ = rep.table("table08_strategy_roc", strat_rows)
 
-by_dir = {}
-for r in strat_rows:
-    row = by_dir.setdefault((r["definition"], r["dataset"], r["eps"], r["score"]),
-                            {k: r[k] for k in ("definition", "dataset", "eps", "score")})
-    cell = row.get(r["attack"], ["n/a", "n/a"])
-    cell[0 if r["direction"] == "paper" else 1] = fmt(r["auc"])
-    row[r["attack"]] = cell
-strat_compact = [{k: (" / ".join(v) if isinstance(v, list) else v) for k, v in row.items()} for row in by_dir.values()]
+strat_compact = confidence.strategy_compact(strat_rows)
 
 # %%
 for defn in DEFINITIONS:
@@ -174,23 +140,8 @@ for defn in DEFINITIONS:
         caption=f"CI definition `{defn}`: ROC-AUC in the paper's direction / two-sided (clean tails)")))
 
 # %%
-lines = []
-for defn in DEFINITIONS:
-    paper = rated(strat_rows, definition=defn, direction="paper")
-    two = rated(strat_rows, definition=defn, direction="two-sided (clean)")
-    below = [r for r in paper if r["auc"] < 0.5]
-    s3 = rated(strat_rows, definition=defn, direction="paper", strategy="S3(n=5)")
-    s3_lo = sorted({f"{r['attack']} ({r['dataset']} {r['eps']})" for r in s3 if r["auc"] < 0.5})
-    s3_hi = sorted({f"{r['attack']} ({r['dataset']} {r['eps']})" for r in s3 if r["auc"] > 0.5})
-    lines.append(
-        f"* **{defn}**: {len(below)} of {len(paper)} strategy/attack pairs have AUC below 0.5 in the paper's direction "
-        f"(mean AUC {np.mean([r['auc'] for r in paper]):.2f}; two-sided mean {np.mean([r['auc'] for r in two]):.2f}). "
-        f"S3 (fewer zeros = adversarial) has AUC above 0.5 for {len(s3_hi)} and below 0.5 for {len(s3_lo)} attack "
-        "settings" + (f"; below for: {', '.join(s3_lo)}." if s3_lo else "."))
-rep.record("directions", {defn: {"below_half": sum(r["auc"] < 0.5 for r in rated(strat_rows, definition=defn,
-                                                                                   direction="paper")),
-                                 "rated": len(rated(strat_rows, definition=defn, direction="paper"))}
-                          for defn in DEFINITIONS})
+lines, directions = confidence.direction_lines(strat_rows, DEFINITIONS)
+rep.record("directions", directions)
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -215,47 +166,12 @@ _ = rep.table("table08_binned_auc", binned_rows)
 _ = rep.table("table08_within_bin", within_rows)
 
 # %%
-wb = {}
-for r in within_rows:
-    row = wb.setdefault((r["definition"], r["dataset"], r["eps"], r["score"]),
-                        {k: r[k] for k in ("definition", "dataset", "eps", "score")})
-    row[r["attack"]] = f"{fmt(r['auc'])} -> {fmt(r['within bins'])}"
-display(Markdown(report.markdown_table(list(wb.values()), ["definition", "dataset", "eps", "score", *ATTACKS],
+wb = confidence.within_compact(within_rows)
+display(Markdown(report.markdown_table(wb, ["definition", "dataset", "eps", "score", *ATTACKS],
                                        caption=f"ROC-AUC overall -> within {N_BINS} bins of equal confidence")))
 
 # %%
-lines = []
-WITHIN = {}
-for defn in DEFINITIONS:
-    rows = [r for r in within_rows if r["definition"] == defn and r["auc"] is not None and r["within bins"] is not None]
-    if not rows:
-        continue
-    gap = confidence.distance_from_chance
-    closer = sum(gap(r["within bins"]) < gap(r["auc"]) for r in rows)
-    strong = [r for r in rows if gap(r["auc"]) >= 0.2]
-    kept = [r for r in strong if gap(r["within bins"]) >= 0.2]
-    WITHIN[defn] = {"rated": len(rows), "closer_to_half": closer,
-                    "mean_gap": float(np.mean([gap(r["auc"]) for r in rows])),
-                    "mean_gap_within": float(np.mean([gap(r["within bins"]) for r in rows])),
-                    "strong": len(strong), "strong_kept": len(kept)}
-    w = WITHIN[defn]
-    lines.append(f"* **{defn}**: inside confidence bins {closer} of {len(rows)} strategy/attack AUCs move towards 0.5; "
-                 f"the mean distance from 0.5 goes from {w['mean_gap']:.2f} to {w['mean_gap_within']:.2f}. Of the "
-                 f"{len(strong)} pairs with AUC outside 0.3-0.7 overall, {len(kept)} stay outside it within bins.")
-conf_within = [r for r in within_rows
-               if r["strategy"] == "msp" and r["auc"] is not None and r["within bins"] is not None]
-if conf_within:
-    c_all = float(np.mean([abs(r["auc"] - 0.5) for r in conf_within]))
-    c_in = float(np.mean([abs(r["within bins"] - 0.5) for r in conf_within]))
-    WITHIN["confidence"] = {"mean_gap": c_all, "mean_gap_within": c_in}
-    lines.append(f"* For reference, the confidence score itself: mean distance from 0.5 {c_all:.2f} overall, "
-                 f"{c_in:.2f} "
-                 "within bins. " + ("The bins remove most of the confidence differences, so a strategy that keeps its "
-                                    "distance within them carries something else."
-                                    if c_in < 0.5 * c_all else
-                                    f"With {N_BINS} bins at this sample size the bins remove little of the confidence "
-                                    "differences themselves, so this test is weak here; the logistic models below are "
-                                    "the stronger test."))
+lines, WITHIN = confidence.within_summary(within_rows, DEFINITIONS, N_BINS)
 rep.record("within_bins", WITHIN)
 display(Markdown("\n".join(lines)))
 
@@ -282,10 +198,7 @@ _ = rep.table("table08_logistic", cv_rows)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-iv = report.interval
-show = [{"definition": r["definition"], "dataset": r["dataset"], "eps": r["eps"], "attack": r["attack"],
-         "n": f"{r['n_clean']}+{r['n_adv']}", "confidence": iv(r, "auc_base"), "CI": iv(r, "auc_extra"),
-         "confidence + CI": iv(r, "auc_both"), "delta": iv(r, "delta"), "verdict": r["verdict"]} for r in cv_rows]
+show = confidence.logistic_display(cv_rows)
 display(Markdown(report.markdown_table(show, ["definition", "dataset", "eps", "attack", "n", "confidence", "CI",
                                               "confidence + CI", "delta", "verdict"],
                                        caption="Cross-validated ROC-AUC [95% bootstrap interval] of logistic models")))
@@ -300,7 +213,7 @@ display(Markdown(report.markdown_table(show, ["definition", "dataset", "eps", "a
 fig, axes = plt.subplots(len(SETTINGS), 2, figsize=(15, 3.9 * len(SETTINGS)), squeeze=False,
                          gridspec_kw={"width_ratios": [1, 1.15]})
 for i, (d, eps) in enumerate(SETTINGS):
-    e = experiment.eps_label(eps)
+    e = eps_label(eps)
     rows = [r for r in zero_rows if r["dataset"] == LABEL[d] and r["eps"] == e]
     groups = [f"{r['samples']}\n(N={r['N']})".replace(" targeted", "\ntargeted").replace(" untargeted", "\nuntargeted")
               for r in rows]
@@ -367,59 +280,7 @@ plt.close(fig)
 # Sentences computed from this run's numbers (nothing below is written in advance).
 
 # %%
-lines = []
-summary = {}
-n_adv = [r["n_adv"] for r in cv_rows if r["folds"]]
-for defn in DEFINITIONS:
-    rows = [r for r in cv_rows if r["definition"] == defn]
-    count = {v: sum(r["verdict"] == v for r in rows) for v in confidence.VERDICTS}
-    open_ = [r for r in rows if r["verdict"] in confidence.VERDICTS[:3]]
-    med = float(np.median([r["delta"] for r in open_])) if open_ else math.nan
-    width = float(np.median([r["delta_hi"] - r["delta_lo"] for r in open_])) if open_ else math.nan
-    adds = [f"{r['attack']} ({r['dataset']} {r['eps']}, +{r['delta']:.2f})" for r in rows if r["verdict"] == "CI adds"]
-    best = {}
-    for r in rated(strat_rows, definition=defn, direction="paper") + rated(strat_rows, definition=defn,
-                                                                             direction="two-sided (clean)"):
-        k = (r["dataset"], r["eps"], r["attack"])
-        best[k] = max(best.get(k, 0.0), r["auc"])
-    conf_best = {}
-    for r in rated(conf_rows):
-        k = (r["dataset"], r["eps"], r["attack"])
-        conf_best[k] = max(conf_best.get(k, 0.0), r["auc"])
-    common = [k for k in best if k in conf_best]
-    conf_wins = sum(conf_best[k] >= best[k] for k in common)
-    summary[defn] = count | {"median_delta": med, "median_interval_width": width, "settings": len(rows),
-                             "confidence_at_least_as_good": conf_wins, "compared": len(common)}
-    if not open_ and not count["confidence at ceiling"]:
-        text = "there are too few samples to compare the models"
-    elif not count["CI adds"]:
-        text = ("the CI features add **no detectable information** to confidence in any setting where confidence "
-                "left room")
-    elif count["CI adds"] * 2 > len(open_):
-        text = "the CI features **add information** to confidence in most settings where confidence left room"
-    else:
-        text = "the CI features add information to confidence **in some settings only**"
-    lines.append(
-        f"* **{defn} CI**: {text}. Of {len(rows)} attack settings, confidence + CI beats confidence alone with a "
-        f"bootstrap interval above 0 in {count['CI adds']}, is indistinguishable in "
-        f"{count['no detectable difference']}, "
-        f"is worse in {count['CI hurts']}, and confidence alone is already at AUC >= 0.99 in "
-        f"{count['confidence at ceiling']} (too few samples: {count['too few samples']}); where confidence left room "
-        f"the median Delta AUC is {fmt(med)} and the median width of its interval {fmt(width)}."
-        + (f" CI adds in: {', '.join(adds)}." if adds else "")
-        + (f" The best single confidence score is at least as good as the best strategy score (either direction) "
-           f"in {conf_wins} of {len(common)} attack settings." if common else ""))
-if WITHIN:
-    w = WITHIN["probability"] if "probability" in WITHIN else next(iter(WITHIN.values()))
-    lines.append(f"* **Within bins of equal confidence** (paper's probability CI), {w['closer_to_half']} of "
-                 f"{w['rated']} strategy/attack AUCs move towards 0.5, and {w['strong_kept']} of the {w['strong']} "
-                 f"clearly informative ones (AUC outside 0.3-0.7) stay informative"
-                 + (f"; a weak test at this scale, since the confidence score itself keeps a distance of "
-                    f"{WITHIN['confidence']['mean_gap_within']:.2f} from 0.5 within bins "
-                    f"({WITHIN['confidence']['mean_gap']:.2f} overall)." if "confidence" in WITHIN and
-                    WITHIN["confidence"]["mean_gap_within"] >= 0.5 * WITHIN["confidence"]["mean_gap"] else "."))
-lines.append(f"* Scale: {min(n_adv) if n_adv else 0} to {max(n_adv) if n_adv else 0} adversarial examples per attack "
-             f"setting (profile `{profile}`); intervals are wide where n is small.")
+lines, summary = confidence.the_answer(cv_rows, strat_rows, conf_rows, WITHIN, DEFINITIONS, profile)
 rep.record("verdict", summary)
 display(Markdown("\n".join(lines)))
 

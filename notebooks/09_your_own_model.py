@@ -48,6 +48,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from causadv_lib import config, data, experiment, plots, preprocess, prototypes, report, samples, zoo
+from causadv_lib.analysis import tables
 
 P = config.get_profile(profile)
 rep = report.Report("09_your_own_model", profile)
@@ -69,7 +70,7 @@ print(f"profile={profile}  model={model}  scale={SCALE}  outputs={rep.out_dir}")
 
 # %% [markdown]
 # `experiment.run_on_model` is that function, in the library so that this notebook stays narrative; read it
-# there (twenty lines). `experiment.model_run_summary` describes a run in one table row.
+# there (twenty lines). `analysis.tables.model_run_summary` describes a run in one table row, `model_run_rows` its strategies.
 
 # %% [markdown]
 # ## A. A zoo model by name
@@ -90,16 +91,17 @@ candidates = np.flatnonzero(np.isin(pool.labels, protos_a.classes))
 chosen = candidates[samples.spread(len(candidates), SCALE["eval"])]
 pixels_a = zm_a.geometry(pool.load(chosen))
 labels_a = pool.labels[chosen]
-out_a = experiment.run_on_model(zm_a, pixels_a, labels_a, protos_a, dataset_a, attacks=ATTACKS, eps=EPS)
+out_a = experiment.run_on_model(zm_a, pixels_a, labels_a, dataset_a, attacks=ATTACKS, eps=EPS)
 acc_a = f"{out_a.correct.mean():.0%} of the images chosen"
-setup_a = experiment.model_run_summary(zm_a, out_a, protos_a, "A", acc_a)
+rows_a = tables.model_run_rows(out_a, protos_a)
+setup_a = tables.model_run_summary(zm_a, out_a, protos_a, "A", acc_a)
 rep.record("a/setup", setup_a)
-rep.record("a/detection", out_a.rows)
+rep.record("a/detection", rows_a)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table09_setup_a", [setup_a], caption=f"A. {model}: model, images, prototypes, attacks")))
-display(Markdown(rep.table("table09_detection_a", out_a.rows,
+display(Markdown(rep.table("table09_detection_a", rows_a,
                            caption=f"A. {model}: the strategies' paper counts (samples that pass; S1: samples "
                                    f"flagged) and ROC-AUC against the clean images, eps {round(EPS * 255)}/255")))
 
@@ -153,13 +155,14 @@ protos_b = prototypes.from_images(zm_b, train_images, train_labels, ids=[train.i
 test = data.pool("cifar10_eval")
 e_idx = samples.spread(len(test), SCALE["cifar_eval"])
 pixels_b, labels_b = test.load(e_idx), test.labels[e_idx]
-out_b = experiment.run_on_model(zm_b, pixels_b, labels_b, protos_b, "cifar10", attacks=ATTACKS, eps=EPS)
+out_b = experiment.run_on_model(zm_b, pixels_b, labels_b, "cifar10", attacks=ATTACKS, eps=EPS)
 acc_b = f"{out_b.correct.mean():.0%} of {len(labels_b)} test images (chance 10%)"
-setup_b = experiment.model_run_summary(zm_b, out_b, protos_b, "B", acc_b)
+rows_b = tables.model_run_rows(out_b, protos_b)
+setup_b = tables.model_run_summary(zm_b, out_b, protos_b, "B", acc_b)
 rep.record("b/setup", setup_b)
-rep.record("b/detection", out_b.rows)
+rep.record("b/detection", rows_b)
 display(Markdown(rep.table("table09_setup_b", [setup_b], caption="B. VGG16 (random features) + fitted head")))
-display(Markdown(rep.table("table09_detection_b", out_b.rows,
+display(Markdown(rep.table("table09_detection_b", rows_b,
                            caption="B. VGG16 (random features) + fitted head: the strategies' paper counts and "
                                    "ROC-AUC (mechanics only: not a trained model)")))
 
@@ -173,8 +176,8 @@ else:
     plt.close(fig)
 
 # %%
-best = {part: max((r for r in out.rows if r["PGD AUC"] is not None), key=lambda r: r["PGD AUC"], default=None)
-        for part, out in (("A", out_a), ("B", out_b))}
+best = {part: max((r for r in rows if r["PGD AUC"] is not None), key=lambda r: r["PGD AUC"], default=None)
+        for part, rows in (("A", rows_a), ("B", rows_b))}
 lines = [f"* **{part}** (`{zm.name}`): {int(out.correct.sum())} of {len(out.correct)} images correctly "
          f"classified; PGD succeeded on {int(out.adversarial['pgd'][2].sum())} of them"
          + (f"; the highest ROC-AUC against PGD is {best[part]['strategy']}'s, {best[part]['PGD AUC']:.3f} "
