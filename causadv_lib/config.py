@@ -83,8 +83,6 @@ ATTACK_EPS: dict[str, tuple[float, ...]] = {
     "imagenet": (8 / 255,),
     "cifar10": (24 / 255, 8 / 255),
 }
-#: The attacks of the paper's tables, in their row order (targeted first, then untargeted).
-ATTACKS: tuple[str, ...] = ("fgsm", "pgd", "bim")
 #: The default model of each dataset in the experiments (notebooks 02+ take them as papermill parameters).
 EXPERIMENT_MODELS: dict[str, str] = {"imagenet": "mobilenet_v2_imagenet", "cifar10": "vgg16_bn_cifar10"}
 

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from . import attacks, ci, config, data, preprocess, samples, zoo
 from . import prototypes as protos
-from .vocab import CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
+from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
 __all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean",
            "prototype_set", "adversarial", "run", "clear_memo", "logits", "with_definition", "ModelRun",
@@ -76,7 +76,7 @@ class Setup:
         """The attack keys in the paper's table order (targeted FGSM, PGD, BIM; then untargeted), every
         budget in turn (or only `eps`)."""
         budgets = self.eps if eps is None else (float(eps),)
-        return tuple(AttackKey(a, t, e) for e in budgets for t in (True, False) for a in config.ATTACKS)
+        return tuple(AttackKey(a, t, e) for e in budgets for t in (True, False) for a in ATTACKS)
 
 
 def setup_for(dataset: str, profile: str, model: str | None = None) -> Setup:
