@@ -8,6 +8,8 @@ import pytest
 
 from causadv_lib import config
 from causadv_lib import confidence as cf
+from causadv_lib.analysis import confidence as ac
+from causadv_lib.vocab import CLEAN
 from causadv_lib import metrics as mt
 
 
@@ -275,25 +277,25 @@ def test_samples_of_aligns_confidence_and_ci_features(monkeypatch):
     from causadv_lib import experiment
 
     exp, logits = _synthetic_experiment(monkeypatch)
-    S = cf.samples_of(exp, 24 / 255)
-    assert list(S)[0] == experiment.CLEAN and len(S) == 7
-    clean = S[experiment.CLEAN]
+    S = ac.samples_of(exp, 24 / 255)
+    assert list(S)[0] == CLEAN and len(S) == 7
+    clean = S[CLEAN]
     assert clean.n == 10 and clean.source.tolist() == list(range(2, 12))
     assert np.array_equal(clean.confidence, cf.features(logits[None][2:]))
-    assert clean.ci.shape == (10, len(cf.CI_VARIANTS)) and (clean.ci_zero == 3).all()
+    assert clean.ci.shape == (10, len(ac.CI_VARIANTS)) and (clean.ci_zero == 3).all()
     assert np.array_equal(clean.ci_score("S3(n=5)"), -clean.ci_zero.astype(float))
     # class 9 has no prototype: S2 and S4 cannot judge those samples (NaN), S1, S3, max CI can
-    no_proto = exp.clean.ci.predicted[2:] == 9
+    no_proto = exp.clean.ci_result.predicted[2:] == 9
     assert no_proto.any()
     assert np.isnan(clean.ci_score("S4(3/10)")[no_proto]).all()
     assert np.isfinite(clean.ci_score("S1(n=0)")).all() and np.isfinite(clean.ci_score("max CI")).all()
     key = experiment.AttackKey("pgd", True, 24 / 255)
     adv, a = S[key], exp.adversarial[key]
     assert adv.n == a.n_success and np.array_equal(adv.source, a.source[a.success])
-    assert np.array_equal(adv.ci_score("max CI"), -a.ci.ci[a.success].max(axis=1))
-    y, groups, Xc, Xi = cf.labelled(clean, adv)
+    assert np.array_equal(adv.ci_score("max CI"), -a.ci_result.ci[a.success].max(axis=1))
+    y, groups, Xc, Xi = ac.labelled(clean, adv)
     assert y.tolist() == [0] * 10 + [1] * adv.n and np.array_equal(groups[10:], adv.source)
-    assert Xc.shape == (10 + adv.n, 3) and Xi.shape == (10 + adv.n, len(cf.CI_VARIANTS))
+    assert Xc.shape == (10 + adv.n, 3) and Xi.shape == (10 + adv.n, len(ac.CI_VARIANTS))
 
 
 def test_samples_of_refuses_logits_that_disagree_with_the_ci_pass(monkeypatch):
@@ -302,7 +304,7 @@ def test_samples_of_refuses_logits_that_disagree_with_the_ci_pass(monkeypatch):
     exp, logits = _synthetic_experiment(monkeypatch)
     logits[None] = -logits[None]
     with pytest.raises(RuntimeError, match="argmax"):
-        cf.samples_of(exp, 24 / 255)
+        ac.samples_of(exp, 24 / 255)
     with pytest.raises(ValueError, match="unknown definition"):
         experiment.with_definition(exp, "nope")
     assert experiment.with_definition(exp, "probability") is exp
@@ -310,39 +312,39 @@ def test_samples_of_refuses_logits_that_disagree_with_the_ci_pass(monkeypatch):
 
 def test_roc_row_directions_and_verdicts():
     clean, adv = np.arange(20.0), np.r_[np.arange(-10.0, 0.0), np.arange(30.0, 40.0)]   # both tails
-    fixed = cf.roc_row(clean, adv, cf.FIXED)
-    two = cf.roc_row(clean, adv, cf.TWO_SIDED)
+    fixed = ac.roc_row(clean, adv, ac.FIXED)
+    two = ac.roc_row(clean, adv, ac.TWO_SIDED)
     assert fixed["auc"] == 0.5 and two["auc"] == 1.0          # the fixed direction sees half, two-sided all
     assert two["realised fpr"] <= 0.05 and (fixed["n_clean"], fixed["n_adv"]) == (20, 20)
-    assert cf.roc_row([1.0], [2.0], cf.TWO_SIDED)["auc"] is None
-    assert cf.roc_row([np.nan, 1.0, 2.0], [3.0])["n_clean"] == 2
+    assert ac.roc_row([1.0], [2.0], ac.TWO_SIDED)["auc"] is None
+    assert ac.roc_row([np.nan, 1.0, 2.0], [3.0])["n_clean"] == 2
     with pytest.raises(ValueError, match="direction"):
-        cf.roc_row(clean, adv, "up")
+        ac.roc_row(clean, adv, "up")
     base = {"n_splits": 5, "auc_base_lo": 0.6, "delta_lo": -0.1, "delta_hi": 0.1}
-    assert cf.verdict(base) == "no detectable difference"
-    assert cf.verdict(base | {"delta_lo": 0.01}) == "CI adds"
-    assert cf.verdict(base | {"delta_hi": -0.01}) == "CI hurts"
-    assert cf.verdict(base | {"auc_base_lo": 0.995}) == "confidence at ceiling"
-    assert cf.verdict(base | {"n_splits": 0}) == "too few samples"
+    assert ac.verdict(base) == "no detectable difference"
+    assert ac.verdict(base | {"delta_lo": 0.01}) == "CI adds"
+    assert ac.verdict(base | {"delta_hi": -0.01}) == "CI hurts"
+    assert ac.verdict(base | {"auc_base_lo": 0.995}) == "confidence at ceiling"
+    assert ac.verdict(base | {"n_splits": 0}) == "too few samples"
 
 
 def test_rows_of_notebook_08_on_the_synthetic_experiment(monkeypatch):
     exp, _ = _synthetic_experiment(monkeypatch)
-    S = cf.samples_of(exp, 24 / 255)
+    S = ac.samples_of(exp, 24 / 255)
     meta = {"dataset": "CIFAR-10", "eps": "24/255"}
-    n_att = len(cf.attacks(S))
+    n_att = len(ac.attacks(S))
     assert n_att == 6
-    zero = cf.zero_share_rows({"probability": S, "logit": S}, meta)
+    zero = ac.zero_share_rows({"probability": S, "logit": S}, meta)
     assert len(zero) == 7 and zero[0]["samples"] == "Clean" and zero[0]["zero share: logit"] == round(3 / 16, 3)
     assert zero[0]["median #zero: probability"] == 3.0 and zero[0]["p = 1.0"] == 1.0
-    assert len(cf.confidence_roc_rows(S, meta)) == 3 * 2 * n_att
-    rows = cf.strategy_roc_rows(S, meta)
-    assert len(rows) == len(cf.CI_VARIANTS) * 2 * n_att and {r["direction"] for r in rows} == {"paper", cf.TWO_SIDED}
+    assert len(ac.confidence_roc_rows(S, meta)) == 3 * 2 * n_att
+    rows = ac.strategy_roc_rows(S, meta)
+    assert len(rows) == len(ac.CI_VARIANTS) * 2 * n_att and {r["direction"] for r in rows} == {"paper", ac.TWO_SIDED}
     s3 = [r for r in rows if r["strategy"] == "S3(n=5)" and r["direction"] == "paper"]
     assert all(r["auc"] == 0.0 for r in s3)                  # 5 zeros > 3 clean zeros: the paper's direction fails
-    per_bin, summary = cf.binned_rows(S, {"definition": "probability"} | meta, n_bins=2, with_confidence=True)
-    assert len(summary) == (len(cf.CI_VARIANTS) + 1) * n_att and len(per_bin) == 2 * len(summary)
+    per_bin, summary = ac.binned_rows(S, {"definition": "probability"} | meta, n_bins=2, with_confidence=True)
+    assert len(summary) == (len(ac.CI_VARIANTS) + 1) * n_att and len(per_bin) == 2 * len(summary)
     assert summary[-1]["definition"] == "(confidence)"
-    cv = cf.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
-    assert len(cv) == n_att and all(r["verdict"] in cf.VERDICTS for r in cv)
-    assert cv == cf.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
+    cv = ac.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
+    assert len(cv) == n_att and all(r["verdict"] in ac.VERDICTS for r in cv)
+    assert cv == ac.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)

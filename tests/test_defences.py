@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import median_filter
 
-from causadv_lib import config, defences, experiment
-from causadv_lib.experiment import AttackKey
+from causadv_lib import config, defences, experiment, paper
+from causadv_lib.analysis import defences as evaluation
+from causadv_lib.vocab import CLEAN, AttackKey
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +42,6 @@ def test_authors_settings_and_column_order():
     assert all(p[n].in_paper for n in defences.PAPER_PURIFIERS) and not any(p[n].in_paper for n in defences.XU_PURIFIERS)
     assert "clip_values=(0, 255)" in p["spatial_smoothing"].setting and p["none"].setting == "identity"
     assert p["gaussian_noise"].art().apply_predict
-
-
-def test_paper_table4_matches_the_transcription():
-    path = config.PROJECT_ROOT.parent / "shared" / "paper" / "paper-numbers.json"
-    if not path.exists():
-        pytest.skip("paper-numbers.json not beside the project")
-    ref = json.loads(path.read_text())["table4_imagenet_defences_recovered_true_label"]
-    ours = defences.PAPER_TABLE4
-    assert ours["n"] == ref["n"] and len(ref["columns"]) == len(ours["purifiers"])
-    for variant in ("targeted", "untargeted"):
-        for attack, counts in ref[variant].items():
-            assert ours["_rows"][f"{attack} {variant}"] == counts
 
 
 # ------------------------------------------------------------------------------------------ purify
@@ -121,23 +110,23 @@ def _tiny_experiment(zm):
 
 def test_evaluate_counts_successful_examples_by_their_sources_true_class(tiny):
     exp = _tiny_experiment(tiny)
-    res = defences.evaluate(exp, purifiers=("none", "feature_squeezing"), zm=tiny)
-    assert res.purifiers == ("none", "feature_squeezing") and res.groups[0] == defences.CLEAN
-    assert res.n(defences.CLEAN) == 5 and res.count(defences.CLEAN, "none") == 5   # correct clean images only
+    res = evaluation.evaluate(exp, purifiers=("none", "feature_squeezing"), zm=tiny)
+    assert res.purifiers == ("none", "feature_squeezing") and res.groups[0] == CLEAN
+    assert res.n(CLEAN) == 5 and res.count(CLEAN, "none") == 5   # correct clean images only
     key = AttackKey("pgd", True, 24 / 255)
     adv = exp.adversarial[key]
     assert res.n(key) == 4
     truth = exp.clean.labels[adv.source[adv.success]]
-    want = int((adv.result.predicted[adv.success] == truth).sum())
+    want = int((adv.attack_result.predicted[adv.success] == truth).sum())
     assert want >= 2 and res.count(key, "none") == want
-    rows = defences.table_rows(res, defences.paper_table4(exp.setup, 24 / 255))
+    rows = evaluation.table_rows(res, paper.table_for("table4", exp.setup.dataset, 24 / 255))
     assert [r["samples"] for r in rows] == ["Clean (accuracy)", "FGSM targeted", "PGD targeted", "BIM targeted",
                                            "FGSM untargeted", "PGD untargeted", "BIM untargeted"]
     assert rows[0]["no purifier"] == "5/5" and rows[2]["no purifier"] == f"{want}/4"
     assert "paper N" not in rows[0]                         # Table 4 is ImageNet only
     imagenet = experiment.setup_for("imagenet", "smoke")
-    assert defences.paper_table4(imagenet, 8 / 255) is defences.PAPER_TABLE4
-    rows = defences.table_rows(res, defences.PAPER_TABLE4)
+    assert paper.table_for("table4", imagenet.dataset, 8 / 255) is paper.table("table4")
+    rows = evaluation.table_rows(res, paper.table("table4"))
     assert rows[0]["paper N"] is None and rows[1]["paper N"] == 300
     assert rows[2]["paper Spatial smoothing (7x7)"] == 22
 

@@ -7,14 +7,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from causadv_lib import config, experiment, strategies
-from causadv_lib.experiment import AttackKey
+from causadv_lib import config, experiment, paper, strategies, vocab
+from causadv_lib.analysis import tables
+from causadv_lib.vocab import CLEAN, AttackKey
 
 
 # ------------------------------------------------------------------------------------------- naming
 @pytest.mark.parametrize("eps, label", [(8 / 255, "8/255"), (24 / 255, "24/255"), (1.0, "255/255"), (0.01, "0.01")])
 def test_eps_label(eps, label):
-    assert experiment.eps_label(eps) == label
+    assert vocab.eps_label(eps) == label
 
 
 def test_attack_key_labels_and_validation():
@@ -72,7 +73,7 @@ def test_timing_rows_sum_by_stage(monkeypatch):
 def _fake_adversarial(success, attack_pred, ci_pred):
     setup = experiment.setups("smoke")[1]
     result = SimpleNamespace(success=np.array(success), predicted=np.array(attack_pred))
-    ci = SimpleNamespace(predicted=np.array(ci_pred))
+    ci = SimpleNamespace(predicted=np.array(ci_pred))  # the CI pass
     return experiment.AdversarialSet(setup, AttackKey("fgsm", False, 24 / 255), result, ci,
                                      source=np.arange(len(success)))
 
@@ -80,7 +81,7 @@ def _fake_adversarial(success, attack_pred, ci_pred):
 def test_success_needs_attack_success_and_the_same_prediction_in_the_ci_pass():
     adv = _fake_adversarial([True, True, False, True], [3, 4, 0, 5], [3, 7, 0, 5])
     assert adv.success.tolist() == [True, False, False, True]
-    assert (adv.n_attacked, adv.n_success, adv.n_prediction_mismatch) == (4, 2, 1)
+    assert (adv.n_attacked, adv.n_success) == (4, 2)
     assert adv.success_rate == 0.5
     empty = _fake_adversarial([], [], [])
     assert math.isnan(empty.success_rate) and empty.n_success == 0
@@ -122,72 +123,52 @@ def _synthetic_experiment(dataset="cifar10", seed=0):
 
 def test_strategy_results_count_correct_clean_and_successful_adversarial_only():
     exp = _synthetic_experiment()
-    res = experiment.strategy_results(exp, 24 / 255)
-    assert list(res)[0] == experiment.CLEAN and len(res) == 7
-    assert res[experiment.CLEAN]["S1(n=0)"].n == 10           # 12 images, 2 misclassified
+    res = tables.strategy_results(exp, 24 / 255)
+    assert list(res)[0] == CLEAN and len(res) == 7
+    assert res[CLEAN]["S1(n=0)"].n == 10           # 12 images, 2 misclassified
     key = AttackKey("pgd", True, 24 / 255)
     assert res[key]["S3(n=5)"].n == exp.adversarial[key].n_success
     # both Pearson modes exist on both datasets
     assert {"S2(top-5)", "S2(rho>=0.5)"} <= set(res[key])
     adv = exp.adversarial[key]
-    direct = strategies.s3_zero_effect(adv.ci.ci[adv.success], n=5)
+    direct = strategies.s3_zero_effect(adv.ci_result.ci[adv.success], n=5)
     assert strategies.paper_count(res[key]["S3(n=5)"]) == strategies.paper_count(direct)
 
 
 def test_paper_rows_layout_and_paper_columns():
     exp = _synthetic_experiment()
-    paper = experiment.paper_for("table3", exp.setup, 24 / 255)
-    rows = experiment.paper_rows(exp, ["S3(n=5)", "S3(n=10)"], 24 / 255, paper=paper)
+    table = paper.table_for("table3", exp.setup.dataset, 24 / 255)
+    rows = tables.paper_rows(exp, ["S3(n=5)", "S3(n=10)"], 24 / 255, table=table)
     assert [r["samples"] for r in rows] == ["Clean", "FGSM targeted", "PGD targeted", "BIM targeted",
                                            "FGSM untargeted", "PGD untargeted", "BIM untargeted"]
     assert rows[0]["paper N"] == 100 and rows[0]["paper S3(n=5)"] == 65 and rows[0]["paper S3(n=10)"] == 36
     assert rows[6]["paper S3(n=5)"] == 1 and rows[0]["eps"] == "24/255" and rows[0]["dataset"] == "CIFAR-10"
     assert all(r["S3(n=5)"].endswith(f"/{r['N']}") for r in rows)
-    assert experiment.paper_for("table3", exp.setup, 8 / 255) is None
+    assert paper.table_for("table3", exp.setup.dataset, 8 / 255) is None
     # samples predicted as class 9 (no prototype) are reported as uncounted for S2
-    rows = experiment.paper_rows(exp, ["S2(rho>=0.5)"], 24 / 255)
+    rows = tables.paper_rows(exp, ["S2(rho>=0.5)"], 24 / 255)
     assert any("uncounted" in r["S2(rho>=0.5)"] for r in rows)
     assert "paper N" not in rows[0]
 
 
 def test_detection_rows_cover_every_score_attack_and_budget():
     exp = _synthetic_experiment()
-    rows = experiment.detection_rows(exp)
-    assert len(rows) == len(experiment.ROC_VARIANTS) * 12
+    rows = tables.detection_rows(exp)
+    assert len(rows) == len(vocab.ROC_VARIANTS) * 12
     r = next(r for r in rows if r["strategy"] == "S3(n=5)" and r["attack"] == "BIM untargeted" and r["eps"] == "8/255")
     adv = exp.adversarial[AttackKey("bim", False, 8 / 255)]
     assert r["n_adv"] == adv.n_success and r["n_clean"] == 10
     # every adversarial sample has >= 4 exact zeros, the clean ones none: -#zeros is lower for adversarial
     assert r["auc"] == 0.0
-    assert {r["score"] for r in rows} == set(experiment.ROC_NAMES.values())
+    assert {r["score"] for r in rows} == set(vocab.SCORE_NAMES.values())
 
 
 def test_success_rows():
     exp = _synthetic_experiment()
-    rows = experiment.success_rows(exp)
+    rows = tables.success_rows(exp)
     assert len(rows) == 12 and rows[0]["attack"] == "FGSM targeted" and rows[0]["eps"] == "24/255"
     assert rows[0]["max |delta| (grey levels)"] == 2.0
     assert rows[0]["attacked"] == 10 and rows[0]["successful"] == exp.adversarial[AttackKey("fgsm", True, 24 / 255)].n_success
-
-
-def test_paper_numbers_match_the_transcription():
-    path = config.PROJECT_ROOT.parent / "shared" / "paper" / "paper-numbers.json"
-    if not path.exists():
-        pytest.skip("paper-numbers.json not beside the project")
-    ref = json.loads(path.read_text())
-    order = [("targeted", "FGSM"), ("targeted", "PGD"), ("targeted", "BIM"),
-             ("untargeted", "FGSM"), ("untargeted", "PGD"), ("untargeted", "BIM")]
-    for table, key in [("table1", "table1_imagenet_pearson_top5"), ("table2", "table2_cifar_pearson_rho_ge_0.5"),
-                       ("table3", "table3_cifar_zero_filters")]:
-        ours, theirs = experiment.PAPER[table], ref[key]
-        assert ours["n"] == theirs["n"]
-        as_list = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
-        assert ours["_rows"]["Clean"] == as_list(theirs["clean"])
-        for variant, attack in order:
-            assert ours["_rows"][f"{attack} {variant}"] == as_list(theirs[variant][attack])
-    fig = ref["figure3_imagenet_common_causal_features"]
-    assert experiment.PAPER["figure3"]["clean"] == fig["clean"]
-    assert experiment.PAPER["figure3"]["adversarial"] == fig["adversarial"]
 
 
 # --------------------------------------------------------------------------- end to end, tiny model
@@ -226,10 +207,10 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch):
         for key, adv in exp.adversarial.items():
             assert adv.source.tolist() == [0, 2, 3, 4, 5]
             assert 0 < adv.max_perturbation(exp.clean) <= 24 + 1e-3
-            assert adv.result.adversarial.dtype == np.float32
-            want = adv.result.predicted != exp.clean.labels[adv.source] if not key.targeted else (
-                adv.result.predicted == adv.result.targets)
-            assert np.array_equal(adv.success, want & (adv.ci.predicted == adv.result.predicted))
+            assert adv.attack_result.adversarial.dtype == np.float32
+            want = adv.attack_result.predicted != exp.clean.labels[adv.source] if not key.targeted else (
+                adv.attack_result.predicted == adv.attack_result.targets)
+            assert np.array_equal(adv.success, want & (adv.ci_result.predicted == adv.attack_result.predicted))
         # memo: the same objects; timings recorded once per computation
         assert experiment.adversarial(setup, setup.keys()[0]) is exp.adversarial[setup.keys()[0]]
         stages = {r["stage"] for r in experiment.TIMINGS}
@@ -238,11 +219,11 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch):
         experiment.run(setup, progress=False)
         assert len(experiment.TIMINGS) == n_timed
         # disk cache: a fresh process state reads the same adversarial pixels back
-        first = exp.adversarial[setup.keys()[1]].result.adversarial
+        first = exp.adversarial[setup.keys()[1]].attack_result.adversarial
         experiment.clear_memo()
         again = experiment.adversarial(setup, setup.keys()[1])
-        assert np.array_equal(again.result.adversarial, first)
+        assert np.array_equal(again.attack_result.adversarial, first)
         assert any((tmp_path / "attacks").iterdir()) and any((tmp_path / "ci").iterdir())
-        assert experiment.strategy_results(experiment.run(setup, progress=False))
+        assert tables.strategy_results(experiment.run(setup, progress=False))
     finally:
         experiment.clear_memo()

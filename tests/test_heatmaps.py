@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from causadv_lib import experiment, heatmaps
-from causadv_lib.experiment import AttackKey
+from causadv_lib.analysis import heatmaps as heat_eval
+from causadv_lib.vocab import CLEAN, AttackKey
 from causadv_lib.prototypes import Prototypes
 
 K, C = 6, 10
@@ -172,20 +173,20 @@ def _tiny_experiment(zm, protos):
 def test_detection_rows_and_figure_panels_on_a_tiny_experiment(tiny):
     protos = _protos(seed=8, missing=())
     exp = _tiny_experiment(tiny, protos)
-    sc = heatmaps.consistency_scores(exp, zm=tiny)
-    assert np.allclose(sc[("cosine", experiment.CLEAN)], 1.0, atol=1e-6)
-    rows = heatmaps.detection_rows(exp, zm=tiny)
+    sc = heat_eval.consistency_scores(exp, zm=tiny)
+    assert np.allclose(sc[("cosine", CLEAN)], 1.0, atol=1e-6)
+    rows = heat_eval.detection_rows(exp, zm=tiny)
     assert len(rows) == 2 * 6 and {r["strategy"] for r in rows} == {"heatmap cosine", "heatmap pearson"}
     key = AttackKey("bim", False, 24 / 255)
     r = next(r for r in rows if r["attack"] == key.label and r["strategy"] == "heatmap cosine")
     assert r["n_clean"] == 8 and r["n_adv"] == exp.adversarial[key].n_success
     assert r["auc"] is None or r["auc"] >= 0.5                 # clean agreement 1 is the least suspicious
-    again = heatmaps.detection_rows(exp, zm=tiny, scores={24 / 255: sc})
+    again = heat_eval.detection_rows(exp, zm=tiny, scores={24 / 255: sc})
     assert again == rows
-    chosen = heatmaps.choose_examples(exp, 2)
+    chosen = heat_eval.choose_examples(exp, 2)
     assert len(chosen) == 2 and len({int(exp.clean.labels[i]) for i in chosen}) == 2
-    panels, labels, records = heatmaps.figure_panels(exp, chosen, zm=tiny)
-    assert len(panels) == 2 * len(heatmaps.FIGURE_ROWS) == len(labels) and len(panels[0]) == 7
+    panels, labels, records = heat_eval.figure_panels(exp, chosen, zm=tiny)
+    assert len(panels) == 2 * len(heat_eval.FIGURE_ROWS) == len(labels) and len(panels[0]) == 7
     assert panels[0][0]["note"] == "cos 1.00" and records[0]["sample"] == "clean"
     assert all(p is not None for row in panels for p in row)
 
