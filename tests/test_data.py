@@ -266,7 +266,18 @@ def test_corrupt_or_missing_record_means_rehash(farm, monkeypatch):
     assert len(calls) == 1
     verification._flush_record()
     assert json.loads(record.read_text())  # rewritten as valid JSON
-    assert not [p for p in record.parent.iterdir() if p.name.startswith(".verified-")]  # no temp files
+    assert not [p for p in record.parent.iterdir() if p.name.endswith(".tmp")]  # no temporary files left
+
+
+@needs_mirror
+def test_an_unwritable_record_only_costs_rehashing(farm):
+    """A verified.json that cannot be replaced (a folder in its place) is no error and leaves no temporary file."""
+    record = config.cache_dir() / "verified.json"
+    record.mkdir(parents=True)
+    assert data.path("synset_words") == farm / data.entry("synset_words").path
+    verification._flush_record()  # os.replace onto a folder fails: the write is given up
+    assert record.is_dir() and not verification._PENDING
+    assert not [p for p in record.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 # --------------------------------------------------------------------------- images

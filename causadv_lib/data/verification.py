@@ -10,7 +10,6 @@ import atexit
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable
@@ -18,6 +17,7 @@ from typing import Iterable
 from tqdm.auto import tqdm
 
 from causadv_lib import config
+from causadv_lib.io import atomic_write_bytes
 
 from .registry import HOW_TO_FIX, DataError, Entry, _locate, data_dir, entry, manifest
 
@@ -61,24 +61,18 @@ def _read_record() -> dict:
 
 
 def _flush_record(force: bool = True) -> None:
-    """Merge pending verifications into verified.json, atomically (temp file + os.replace).
+    """Merge pending verifications into verified.json, atomically (`atomic_write_bytes`).
 
     Without `force`, writes only when 500 records are pending or 5 s have passed since the last write
     (loading 1000 images must not rewrite the record 1000 times); the rest is written at exit.
     """
     if not _PENDING or (not force and len(_PENDING) < 500 and time.monotonic() - _LAST_FLUSH[0] < 5):
         return
-    target = _record_path()
     rec = {**_read_record(), **_PENDING}
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".verified-", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(rec, fh, indent=0, sort_keys=True)
-        os.replace(tmp, target)
-    except OSError:  # a read-only cache only costs re-hashing next time
-        if "tmp" in locals() and os.path.exists(tmp):
-            os.remove(tmp)
+        atomic_write_bytes(_record_path(), json.dumps(rec, indent=0, sort_keys=True).encode("utf-8"))
+    except OSError:  # a read-only cache only costs re-hashing next time (the temporary file is removed)
+        pass
     _PENDING.clear()
     _LAST_FLUSH[0] = time.monotonic()
 
