@@ -60,6 +60,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from . import data
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -237,8 +239,6 @@ def normalize_vgg16_imagenet(x: np.ndarray) -> np.ndarray:
 @functools.cache
 def vgg16_bn_cifar10_mean_std() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The VGG16-BN CIFAR-10 normalisation (mean, std), read from the model's JSON."""
-    from . import data
-
     meta = json.loads(data.path("vgg16_bn_cifar10_json").read_text())
     pre = meta["preprocessing"]
     return tuple(pre["mean"]), tuple(pre["std"])

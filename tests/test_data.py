@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from causadv_lib import config, data
+from causadv_lib.data import images, verification
 
 MIRROR = config.default_mirror()
 needs_mirror = pytest.mark.skipif(not (MIRROR / "MANIFEST.json").is_file(), reason="no data mirror here")
@@ -28,10 +30,10 @@ def isolated_cache(tmp_path, monkeypatch):
     """Each test gets its own cache dir (verified.json, fetched files) and a fresh in-process memo."""
     monkeypatch.setenv(config.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(config.DATA_ENV, raising=False)
-    for memo in (data._MEMO, data._PENDING, data._RECORD_CACHE):
+    for memo in (verification._MEMO, verification._PENDING, verification._RECORD_CACHE):
         memo.clear()
     yield
-    data._PENDING.clear()  # never write a test's records at exit
+    verification._PENDING.clear()  # never write a test's records at exit
 
 
 @pytest.fixture
@@ -195,18 +197,18 @@ def test_record_lets_a_later_process_skip_hashing(farm, monkeypatch):
     f.unlink()
     shutil.copy(MIRROR / data.entry(name).path, f)  # a real file we may touch (never the mirror's)
     assert data.path(name) == f
-    data._flush_record()  # as at process exit (path() batches its writes)
+    verification._flush_record()  # as at process exit (path() batches its writes)
     rec = json.loads((config.cache_dir() / "verified.json").read_text())
     key = str(f.resolve())
     assert rec[key]["sha256"] == data.entry(name).sha256 and rec[key]["size"] == f.stat().st_size
 
-    data._MEMO.clear()  # as a new process would start
+    verification._MEMO.clear()  # as a new process would start
     calls = []
-    real = data.sha256_of
-    monkeypatch.setattr(data, "sha256_of", lambda p: calls.append(p) or real(p))
+    real = verification.sha256_of
+    monkeypatch.setattr(verification, "sha256_of", lambda p: calls.append(p) or real(p))
     assert data.path(name) == f and calls == []
 
-    data._MEMO.clear()
+    verification._MEMO.clear()
     st = f.stat()
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert data.path(name) == f and len(calls) == 1  # changed mtime: hashed again
@@ -222,7 +224,7 @@ def test_a_replaced_file_with_size_and_mtime_restored_is_caught(farm, how):
     f.unlink()
     shutil.copy(MIRROR / e.path, f)
     assert data.verify([name], progress=False) == [f]
-    data._flush_record()
+    verification._flush_record()
     before = f.stat()
     raw = bytearray(f.read_bytes())
     raw[len(raw) // 2] ^= 0x01  # same size, other bytes
@@ -240,9 +242,9 @@ def test_a_replaced_file_with_size_and_mtime_restored_is_caught(farm, how):
     actual = hashlib.sha256(raw).hexdigest()
     for fresh_process in (False, True):  # the in-process memo, then verified.json alone
         if fresh_process:
-            data._MEMO.clear()
-            data._PENDING.clear()
-            data._RECORD_CACHE.clear()
+            verification._MEMO.clear()
+            verification._PENDING.clear()
+            verification._RECORD_CACHE.clear()
         with pytest.raises(data.DataError, match="1 of 1") as err:
             data.verify([name], progress=False)
         assert actual in str(err.value) and e.sha256 in str(err.value) and "corrupted" in str(err.value)
@@ -253,18 +255,29 @@ def test_a_replaced_file_with_size_and_mtime_restored_is_caught(farm, how):
 @needs_mirror
 def test_corrupt_or_missing_record_means_rehash(farm, monkeypatch):
     data.path("synset_words")
-    data._flush_record()
+    verification._flush_record()
     record = config.cache_dir() / "verified.json"
     record.write_text("{not json")
-    data._MEMO.clear()
+    verification._MEMO.clear()
     calls = []
-    real = data.sha256_of
-    monkeypatch.setattr(data, "sha256_of", lambda p: calls.append(p) or real(p))
+    real = verification.sha256_of
+    monkeypatch.setattr(verification, "sha256_of", lambda p: calls.append(p) or real(p))
     data.path("synset_words")
     assert len(calls) == 1
-    data._flush_record()
+    verification._flush_record()
     assert json.loads(record.read_text())  # rewritten as valid JSON
-    assert not [p for p in record.parent.iterdir() if p.name.startswith(".verified-")]  # no temp files
+    assert not [p for p in record.parent.iterdir() if p.name.endswith(".tmp")]  # no temporary files left
+
+
+@needs_mirror
+def test_an_unwritable_record_only_costs_rehashing(farm):
+    """A verified.json that cannot be replaced (a folder in its place) is no error and leaves no temporary file."""
+    record = config.cache_dir() / "verified.json"
+    record.mkdir(parents=True)
+    assert data.path("synset_words") == farm / data.entry("synset_words").path
+    verification._flush_record()  # os.replace onto a folder fails: the write is given up
+    assert record.is_dir() and not verification._PENDING
+    assert not [p for p in record.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 # --------------------------------------------------------------------------- images
@@ -347,7 +360,7 @@ def test_pool_loading():
     cifar = data.pool("cifar10_eval")
     x = cifar.load([0, 9999, 5])
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.uint8 and x.flags.writeable
-    np.testing.assert_array_equal(x[0], data._decode(_zip_member("test/airplane/0000.jpg"), "member"))
+    np.testing.assert_array_equal(x[0], images._decode(_zip_member("test/airplane/0000.jpg"), "member"))
     imgs = data.pool("imagenet_prototypes").load([0, 1])
     assert isinstance(imgs, list) and all(i.dtype == np.uint8 and i.ndim == 3 and i.shape[2] == 3 for i in imgs)
     lossless = data.pool("lossless_cifar10").load()
@@ -361,7 +374,6 @@ def test_pool_loading():
 
 
 def _zip_member(member):
-    import zipfile
     with zipfile.ZipFile(data.path("cifar10_images_zip")) as zf:
         return zf.read(member)
 

@@ -10,6 +10,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from causadv_lib import config, data
+from causadv_lib.data import download, verification
 
 MIRROR = config.default_mirror()
 pytestmark = pytest.mark.skipif(not (MIRROR / "MANIFEST.json").is_file(), reason="no data mirror here")
@@ -39,10 +40,10 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv(config.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(data.MIRROR_URL_ENV, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for memo in (data._MEMO, data._PENDING, data._RECORD_CACHE):
+    for memo in (verification._MEMO, verification._PENDING, verification._RECORD_CACHE):
         memo.clear()
     yield tmp_path
-    data._PENDING.clear()
+    verification._PENDING.clear()
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def test_no_url_and_no_mirror_explains_how_to_get_it(env):
 
 def test_a_converted_file_comes_only_from_a_mirror(env, monkeypatch):
     e = data.entry(CONVERTED)
-    monkeypatch.setattr(data, "_download", lambda *a, **k: pytest.fail(f"downloaded {a[1]}"))
+    monkeypatch.setattr(download, "_download", lambda *a, **k: pytest.fail(f"downloaded {a[1]}"))
     with pytest.raises(data.DataError) as err:
         data.fetch([CONVERTED], dest=env / "dest", progress=False)
     msg = str(err.value)
