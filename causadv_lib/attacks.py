@@ -448,20 +448,26 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     if len(x) == 0:
         return AttackResult(x.copy(), np.zeros(0, bool), np.zeros(0, np.int64), targets, y, **meta)
 
-    key = None
+    def compute():
+        adv, pred = _run(zm, x, y, targets, attack, eps, targeted, seed, batch_size, progress)
+        return {"adversarial": adv, "predicted": pred}
+
+    def wrong(a):
+        for name, shape, dtype in (("adversarial", x.shape, np.float32), ("predicted", y.shape, np.int64)):
+            if a[name].shape != shape or a[name].dtype != dtype:
+                return f"{name} is {a[name].dtype} {a[name].shape}, expected {np.dtype(dtype)} {shape}"
+        return None
+
     if cache:
         import art
 
-        key = ccache.key("attacks", _model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"], p["max_iter"],
-                         p["num_random_init"], targeted, seed, "inf", batch_size, zm.input_shape,
-                         __version__, art.__version__, _IMPL_VERSION)
-        hit = ccache.load("attacks", key, required=("adversarial", "predicted"))
-        if hit is not None and hit["adversarial"].shape == x.shape and hit["predicted"].shape == y.shape:
-            adv, pred = hit["adversarial"].astype(np.float32, copy=False), hit["predicted"].astype(np.int64)
-            return AttackResult(adv, _success(pred, y, targets, targeted), pred, targets, y, **meta)
-    adv, pred = _run(zm, x, y, targets, attack, eps, targeted, seed, batch_size, progress)
-    if key is not None:
-        ccache.save("attacks", key, {"adversarial": adv, "predicted": pred})
+        got = ccache.cached("attacks", [_model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"],
+                                        p["max_iter"], p["num_random_init"], targeted, seed, "inf", batch_size,
+                                        zm.input_shape, __version__, art.__version__, _IMPL_VERSION],
+                            compute, required=("adversarial", "predicted"), validate=wrong, code=(__name__,))
+    else:
+        got = compute()
+    adv, pred = got["adversarial"], got["predicted"]
     return AttackResult(adv, _success(pred, y, targets, targeted), pred, targets, y, **meta)
 
 

@@ -3,27 +3,34 @@
 ``key(*parts)`` hashes numpy arrays (dtype, shape and bytes), strings, bytes, numbers, None, and
 lists/tuples/dicts of these, each tagged with its type, so that ``key(1)``, ``key(1.0)`` and ``key("1")``
 differ. ``weights_fingerprint(model)`` hashes every weight of a model (path, dtype, shape, bytes);
-``model_fingerprint(model)`` adds its full configuration (architecture). A
-result is stored as ``config.cache_dir()/NAMESPACE/KEY.npz`` (plain arrays, no pickle), written
-atomically (temp file + ``os.replace``), so an interrupted run never leaves a half-written entry.
+``model_fingerprint(model)`` adds its full configuration (architecture). ``code_hash(*modules)`` hashes the
+source text of the modules that compute a result (a package: every ``.py`` file in it), so that editing the
+computation changes the key. A result is stored as ``config.cache_dir()/NAMESPACE/KEY.npz`` (plain arrays,
+no pickle), written atomically (temp file + ``os.replace``), so an interrupted run never leaves a
+half-written entry.
 
-A changed parameter gives a different key, so a stale entry is never served; a corrupted entry is
-reported, deleted and recomputed; delete the folder to reclaim space. Example::
+A changed parameter or a changed line of the computing code gives a different key, so a stale entry is
+never served; a corrupted entry (or one its `validate` callback refuses) is reported, deleted and
+recomputed; delete the folder to reclaim space. The one entry point for a call site is `cached`::
 
-    k = key("ci", model_fingerprint(model), "block5_conv3", images, "probability", __version__)
-    hit = load("ci", k, required=("ci",))
-    if hit is None:
-        save("ci", k, {"ci": ci})
+    arrays = cached("ci", [model_fingerprint(model), "block5_conv3", images, "probability"],
+                    lambda: {"ci": compute_ci(...)}, required=("ci",),
+                    code=("causadv_lib.ci", "causadv_lib.keras_graph"))
+
+(`load`, `save` and `key` are the parts it is made of.)
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import re
+import types
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -159,3 +166,89 @@ def save(namespace: str, k: str, arrays: dict[str, np.ndarray]) -> Path:
     np.savez(buf, **arrays)
     atomic_write_bytes(p, buf.getvalue())
     return p
+
+
+# --------------------------------------------------------------------------------------- code hash
+_CODE_HASHES: dict[tuple, str] = {}
+
+
+def _module(m) -> types.ModuleType:
+    if isinstance(m, str):
+        return importlib.import_module(m)
+    if isinstance(m, types.ModuleType):
+        return m
+    raise TypeError(f"code_hash takes modules or dotted module names, got a {type(m).__name__}: {m!r}")
+
+
+def _sources(mod: types.ModuleType) -> list[tuple[str, Path]]:
+    """(name, file) of every source file of `mod`: the module's file, or each .py file of a package."""
+    if hasattr(mod, "__path__"):  # a package: every .py file under it (sub-packages too), in sorted order
+        files = []
+        for d in mod.__path__:
+            root = Path(d)
+            files += [(f"{mod.__name__}/{f.relative_to(root).as_posix()}", f) for f in root.rglob("*.py")
+                      if "__pycache__" not in f.parts]
+        if not files:
+            raise TypeError(f"package {mod.__name__!r} has no .py files to hash")
+        return sorted(files)
+    file = getattr(mod, "__file__", None)
+    if not file or not str(file).endswith(".py"):
+        raise TypeError(f"module {mod.__name__!r} has no Python source file to hash ({file!r})")
+    return [(mod.__name__, Path(file))]
+
+
+def code_hash(*modules) -> str:
+    """sha256 of the source text of `modules` (module objects or dotted names; a package counts every
+    .py file in it, sub-packages included, in sorted order).
+
+    Each file is fed with its name (module name, or package name + relative path) and its bytes; the
+    modules are taken in name order, so the order they are given in does not matter. Computed once per
+    process per module set: the code a process runs is the code it imported.
+    """
+    if not modules:
+        raise ValueError("code_hash needs at least one module: the code that computes the result")
+    mods = sorted({m.__name__: m for m in map(_module, modules)}.items())
+    memo = tuple((name, getattr(m, "__file__", None), tuple(getattr(m, "__path__", ()))) for name, m in mods)
+    if memo not in _CODE_HASHES:
+        h = hashlib.sha256()
+        files = [src for _, m in mods for src in _sources(m)]
+        _feed(h, [[name, f.read_bytes()] for name, f in files])
+        _CODE_HASHES[memo] = h.hexdigest()
+    return _CODE_HASHES[memo]
+
+
+# ------------------------------------------------------------------------------------------ cached
+def cached(namespace: str, key_parts: Iterable, compute: Callable[[], dict], *, required: tuple[str, ...] = (),
+           validate: Callable[[dict], str | None] | None = None, code: tuple) -> dict[str, np.ndarray]:
+    """The arrays `compute()` returns, served from ``NAMESPACE/KEY.npz`` when a good entry is there.
+
+    key_parts: everything the result depends on besides code (the model fingerprint, the inputs, the
+    parameters, library versions); the key is `key` of the namespace, these parts and
+    ``code_hash(*code)``. code: the modules (or dotted names; packages allowed) whose source computes
+    the result; required at every call site, since a cache that ignores the code serves old results
+    after a change. An entry is served when it loads, holds every `required` array and
+    ``validate(arrays)`` (optional) returns None; a corrupted entry, or one `validate` refuses (it returns
+    why), is reported with a RuntimeWarning naming the file, deleted, and recomputed. Otherwise
+    `compute()` (a dict name -> array) runs, its result is saved and returned.
+
+    Hit and miss return the same thing: a dict of numpy arrays (``np.asarray`` of what `compute`
+    returned), bit-identical to what is stored.
+    """
+    if isinstance(code, (str, types.ModuleType)):
+        code = (code,)
+    k = key(namespace, list(key_parts), ["code", code_hash(*code)])
+    hit = load(namespace, k, required=tuple(required))
+    if hit is not None:
+        why = validate(hit) if validate is not None else None
+        if why is None:
+            return hit
+        discard(path(namespace, k), why)
+    arrays = compute()
+    if not isinstance(arrays, dict):
+        raise TypeError(f"compute() must return a dict of arrays for the cache, got a {type(arrays).__name__}")
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise ValueError(f"compute() did not return the required arrays {missing} (it returned {sorted(arrays)})")
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    save(namespace, k, arrays)
+    return arrays

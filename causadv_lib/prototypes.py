@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,8 +168,9 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     class keeps candidates); None searches the whole pool. `index` and `ids` refer to the pool.
     With `cache`, the result is stored under `config.cache_dir()/prototypes`, keyed by everything it
     depends on: the model (architecture and weights), its CI layer, the preprocessed input bytes, their
-    ids, pool indices and labels, the class count, the definition, the CI layout and the library version.
-    A corrupted entry is reported with a warning, deleted and recomputed.
+    ids, pool indices and labels, the class count, the definition, the CI layout, the library version
+    and the source code of `prototypes` and `ci` (`cache.cached`). A corrupted entry is reported with a
+    warning, deleted and recomputed.
     """
     from . import __version__
     from . import cache as ccache
@@ -192,25 +192,46 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     ids = [pool.ids[i] for i in idx]
     labels = np.asarray(pool.labels, np.int64)[idx]
     num_classes = len(pool.class_names)
-    key = None
+
+    def compute():
+        found = select_prototypes(zoo_model.model, images, labels, ids, layer=zoo_model.ci_layer,
+                                  definition=definition, num_classes=num_classes,
+                                  batch_size=batch_size, progress=progress)
+        found = dataclasses.replace(found, index=np.where(found.index >= 0, idx[np.maximum(found.index, 0)], -1))
+        return _to_arrays(found)
+
     if cache:
-        key = ccache.key("prototypes", ccache.model_fingerprint(zoo_model.model), zoo_model.ci_layer, images, ids,
-                         labels, num_classes, idx, definition, _ci.layout_key(), __version__)
-        path = ccache.path("prototypes", key)
-        if path.with_suffix(".json").exists() or path.with_suffix(".npz").exists():
-            try:
-                return Prototypes.load(path)
-            except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
-                for f in (path.with_suffix(".npz"), path.with_suffix(".json")):
-                    if f.exists():
-                        ccache.discard(f, f"{type(e).__name__}: {e}")
-    found = select_prototypes(zoo_model.model, images, labels, ids, layer=zoo_model.ci_layer,
-                              definition=definition, num_classes=num_classes,
-                              batch_size=batch_size, progress=progress)
-    found = dataclasses.replace(found, index=np.where(found.index >= 0, idx[np.maximum(found.index, 0)], -1))
-    if key is not None:
-        found.save(path)
-    return found
+        got = ccache.cached("prototypes", [ccache.model_fingerprint(zoo_model.model), zoo_model.ci_layer, images,
+                                           ids, labels, num_classes, idx, definition, _ci.layout_key(), __version__],
+                            compute, required=_ARRAYS, validate=_wrong_arrays, code=(__name__, _ci))
+    else:
+        got = compute()
+    return _from_arrays(got)
+
+
+_ARRAYS = ("index", "ids", "probability", "ci", "layer", "definition", "missing")
+
+
+def _to_arrays(p: Prototypes) -> dict[str, np.ndarray]:
+    """`p` as plain arrays for the cache (strings as unicode arrays, no pickle)."""
+    return {"index": p.index, "ids": np.array(p.ids, dtype=str), "probability": p.probability, "ci": p.ci,
+            "layer": np.array(p.layer), "definition": np.array(p.definition),
+            "missing": np.array(p.missing, dtype=np.int64)}
+
+
+def _from_arrays(a: dict) -> Prototypes:
+    return Prototypes(index=a["index"], ids=tuple(str(i) for i in a["ids"]), probability=a["probability"],
+                      ci=a["ci"], layer=str(a["layer"]), definition=str(a["definition"]),
+                      missing=tuple(int(c) for c in a["missing"]))
+
+
+def _wrong_arrays(a: dict) -> str | None:
+    """Why a cache entry's arrays cannot be prototypes (None when they can)."""
+    C = a["index"].shape[0] if a["index"].ndim == 1 else -1
+    if C < 0 or a["ids"].shape != (C,) or a["probability"].shape != (C,) or a["ci"].ndim != 2 \
+            or a["ci"].shape[0] != C or a["layer"].ndim or a["definition"].ndim or a["missing"].ndim != 1:
+        return "arrays of inconsistent shapes: " + ", ".join(f"{k} {a[k].shape}" for k in _ARRAYS)
+    return None
 
 
 def from_images(zoo_model, images, labels, ids=None, *, definition: str = "probability", cache: bool = False,

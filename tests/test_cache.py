@@ -73,3 +73,215 @@ def test_bad_inputs_are_refused(tmp_path, monkeypatch):
         cache.path("../escape", cache.key(1))
     with pytest.raises(ValueError):
         cache.path("unit", "not-a-key")
+
+
+# ------------------------------------------------------------------------------------------ code hash
+def _import_file(path, name):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=(
+        [str(path.parent)] if path.name == "__init__.py" else None))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def fresh_modules(monkeypatch):
+    """Import tiny modules from files; forget them (and their code hashes) afterwards."""
+    import sys
+
+    monkeypatch.setattr(cache, "_CODE_HASHES", {})
+    names = []
+
+    def make(path, name, text):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        names.append(name)
+        return _import_file(path, name)
+    yield make
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def test_a_changed_function_source_changes_the_code_hash(tmp_path, fresh_modules):
+    a = fresh_modules(tmp_path / "a" / "tinymod_a.py", "tinymod_a", "def f(x):\n    return x + 1\n")
+    a2 = fresh_modules(tmp_path / "a2" / "tinymod_a2.py", "tinymod_a2", "def f(x):\n    return x + 1\n")
+    b = fresh_modules(tmp_path / "b" / "tinymod_b.py", "tinymod_b", "def f(x):\n    return x + 2\n")
+    assert a.f(1) != b.f(1)
+    h = cache.code_hash(a)
+    assert len(h) == 64 and h == cache.code_hash("tinymod_a")      # a module or its dotted name
+    assert cache.code_hash(b) != h
+    assert cache.code_hash(a2) != h                                   # the module name is part of it
+    assert cache.code_hash(a, b) == cache.code_hash(b, a) == cache.code_hash(b, a, a)
+    assert len({cache.code_hash(a, b), cache.code_hash(a), cache.code_hash(b)}) == 3
+
+
+def test_code_hash_of_a_package_covers_every_py_file(tmp_path, fresh_modules):
+    files = {"__init__.py": "from . import engine\n", "engine.py": "def run():\n    return 1\n",
+             "sub/__init__.py": "", "sub/runner.py": "STEP = 8\n"}
+
+    def package(where, changes={}):
+        """Package `tinypkg` (same name every time) in its own folder, with `changes` to its files."""
+        root = tmp_path / where / "tinypkg"
+        for rel, text in {**files, **changes}.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        (root / "__pycache__").mkdir(exist_ok=True)
+        (root / "__pycache__" / "stale.py").write_text("ignored\n")    # never hashed
+        return cache.code_hash(fresh_modules(root / "__init__.py", "tinypkg", files["__init__.py"]))
+
+    h = package("base")
+    assert package("copy") == h, "the same files under the same name hash alike, wherever they are"
+    assert package("pycache", {"__pycache__/other.py": "x = 1\n"}) == h
+    for i, changes in enumerate([{"engine.py": "def run():\n    return 2\n"}, {"sub/runner.py": "STEP = 16\n"},
+                                 {"extra.py": "# a new file\n"}, {"sub/__init__.py": "\n"}]):
+        assert package(f"changed{i}", changes) != h, changes
+    # a real module and a real package of the library
+    from causadv_lib import ci, zoo
+    assert cache.code_hash(ci) == cache.code_hash("causadv_lib.ci")
+    assert cache.code_hash(zoo) != cache.code_hash(zoo.tflite)
+
+
+def test_code_hash_is_computed_once_per_process(tmp_path, fresh_modules):
+    f = tmp_path / "tinymod_once.py"
+    mod = fresh_modules(f, "tinymod_once", "X = 1\n")
+    h = cache.code_hash(mod)
+    f.write_text("X = 2\n")         # the running process still runs X = 1: it keeps the hash of what it imported
+    assert cache.code_hash(mod) == h
+    assert cache._CODE_HASHES and all(len(v) == 64 for v in cache._CODE_HASHES.values())
+
+
+def test_code_hash_refuses_what_it_cannot_hash():
+    with pytest.raises(ValueError):
+        cache.code_hash()
+    with pytest.raises(TypeError):
+        cache.code_hash(3)
+    with pytest.raises(TypeError):
+        import sys
+        cache.code_hash(sys)        # built in: no source file
+    with pytest.raises(ModuleNotFoundError):
+        cache.code_hash("causadv_lib.no_such_module")
+
+
+# -------------------------------------------------------------------------------------------- cached
+class _Compute:
+    def __init__(self, value=0.0):
+        self.calls, self.value = 0, value
+
+    def __call__(self):
+        self.calls += 1
+        rng = np.random.default_rng(self.calls)
+        return {"x": rng.normal(size=(3, 4)).astype(np.float32) + np.float32(self.value),
+                "n": np.arange(3, dtype=np.int64), "path": np.array("closed_form_gap")}
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_cached_hit_serves_identical_arrays_without_computing(own_cache):
+    compute = _Compute()
+    first = cache.cached("unit", ["a", np.ones(3)], compute, required=("x", "n"), code=(cache,))
+    (f,) = (own_cache / "unit").glob("*.npz")
+    again = cache.cached("unit", ["a", np.ones(3)], compute, required=("x", "n"), code=(cache,))
+    assert compute.calls == 1
+    assert set(again) == set(first) == {"x", "n", "path"}
+    for name in first:
+        assert again[name].dtype == first[name].dtype and again[name].shape == first[name].shape
+        assert again[name].tobytes() == first[name].tobytes()
+    assert str(again["path"]) == "closed_form_gap"
+    assert list((own_cache / "unit").glob("*.npz")) == [f]
+
+
+def test_cached_recomputes_on_a_changed_parameter_or_code(own_cache, tmp_path, fresh_modules):
+    a = fresh_modules(tmp_path / "m" / "tinymod_c1.py", "tinymod_c1", "def f():\n    return 1\n")
+    b = fresh_modules(tmp_path / "m" / "tinymod_c2.py", "tinymod_c2", "def f():\n    return 2\n")
+    compute = _Compute()
+    run = lambda parts, code=(a,): cache.cached("unit", parts, compute, code=code)  # noqa: E731
+    run([1, "probability"])
+    assert compute.calls == 1
+    run([1, "probability"])
+    assert compute.calls == 1
+    for changed in ([2, "probability"], [1.0, "probability"], [1, "logit"], [1, "probability", None]):
+        n = compute.calls
+        run(changed)
+        assert compute.calls == n + 1, changed
+    run([1, "probability"], code=(b,))        # same parameters, other code
+    assert compute.calls == 6
+    run([1, "probability"], code=(a, b))
+    assert compute.calls == 7
+    run([1, "probability"])
+    assert compute.calls == 7
+    cache.cached("other", [1, "probability"], compute, code=(a,))   # the namespace is part of the key
+    assert compute.calls == 8
+
+
+def test_cached_validate_failure_warns_deletes_and_recomputes(own_cache):
+    compute = _Compute()
+    first = cache.cached("unit", [1], compute, code=(cache,))
+    (f,) = (own_cache / "unit").glob("*.npz")
+    seen = []
+
+    def refuse_once(arrays):
+        seen.append(sorted(arrays))
+        return "x has the wrong shape" if len(seen) == 1 else None
+
+    with pytest.warns(RuntimeWarning, match=rf"{f.name}.*x has the wrong shape"):
+        second = cache.cached("unit", [1], compute, code=(cache,), validate=refuse_once)
+    assert compute.calls == 2 and seen == [["n", "path", "x"]]
+    assert f.exists()                              # the recomputed entry replaced the refused one
+    assert second["x"].tobytes() != first["x"].tobytes()          # recomputed (this compute differs per call)
+    third = cache.cached("unit", [1], compute, code=(cache,), validate=refuse_once)
+    assert compute.calls == 2 and third["x"].tobytes() == second["x"].tobytes()
+
+
+def test_cached_refused_entry_is_deleted_even_when_compute_fails(own_cache):
+    cache.cached("unit", [1], _Compute(), code=(cache,))
+    (f,) = (own_cache / "unit").glob("*.npz")
+
+    def broken():
+        raise RuntimeError("compute failed")
+    with pytest.warns(RuntimeWarning, match="unusable"), pytest.raises(RuntimeError, match="compute failed"):
+        cache.cached("unit", [1], broken, code=(cache,), validate=lambda a: "stale")
+    assert not f.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "missing_array"])
+def test_cached_corrupted_entry_warns_deletes_and_recomputes(own_cache, damage):
+    import zipfile
+
+    compute = _Compute()
+    first = cache.cached("unit", [1], compute, required=("x", "n"), code=(cache,))
+    (f,) = (own_cache / "unit").glob("*.npz")
+    raw = f.read_bytes()
+    if damage == "truncated":
+        f.write_bytes(raw[:len(raw) // 2])
+    elif damage == "empty":
+        f.write_bytes(b"")
+    elif damage == "garbage":
+        f.write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    else:
+        with zipfile.ZipFile(f, "w") as z:   # a valid npz without the required "x"
+            z.writestr("n.npy", raw[:0])
+    with pytest.warns(RuntimeWarning, match=f.name):
+        second = cache.cached("unit", [1], compute, required=("x", "n"), code=(cache,))
+    assert compute.calls == 2 and set(second) == set(first)
+    cache.cached("unit", [1], compute, required=("x", "n"), code=(cache,))
+    assert compute.calls == 2
+
+
+def test_cached_refuses_bad_use(own_cache):
+    with pytest.raises(TypeError):
+        cache.cached("unit", [1], _Compute())                                  # code is required
+    with pytest.raises(ValueError):
+        cache.cached("unit", [1], _Compute(), code=())
+    with pytest.raises(TypeError, match="dict"):
+        cache.cached("unit", [1], lambda: np.zeros(3), code=(cache,))
+    with pytest.raises(ValueError, match="required"):
+        cache.cached("unit", [1], _Compute(), required=("ci",), code=(cache,))
+    assert not list(own_cache.glob("unit/*.npz"))
