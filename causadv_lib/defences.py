@@ -37,8 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from art.defences import preprocessor
 
-from . import config
+from . import ci, config, zoo
 
 __all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "check_pixels", "purify", "predict",
            "recovered"]
@@ -76,8 +77,6 @@ class Purifier:
         """The ART preprocessor (None for the identity)."""
         if not self.art_class:
             return None
-        from art.defences import preprocessor
-
         cls = getattr(preprocessor, self.art_class)
         kw = dict(self.params)
         if self.art_class == "GaussianAugmentation":
@@ -118,8 +117,6 @@ def get(purifier) -> Purifier:
 
 # ------------------------------------------------------------------------------------------ input
 def _model_name(zm) -> str:
-    from . import zoo
-
     return zoo.name_of(zm)
 
 
@@ -171,8 +168,6 @@ def check_pixels(images, shape=None, *, what: str = "images") -> np.ndarray:
 
 
 def _check_model(zm):
-    from . import zoo
-
     return zoo.for_pixels(zm)
 
 
@@ -213,8 +208,6 @@ def purify(purifier, pixels, *, seed: int = config.SEED, index=None) -> np.ndarr
 
 def predict(zm, pixels, purifier="none", *, seed: int = config.SEED, index=None, batch_size: int = 64) -> np.ndarray:
     """(N, classes) float32 probabilities of the model on `pixels` after `purifier`."""
-    from . import ci
-
     zm = _check_model(zm)
     x = check_pixels(pixels, zm.input_shape, what=f"model {_model_name(zm)}")
     if len(x) == 0:

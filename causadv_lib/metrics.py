@@ -13,9 +13,12 @@ nothing to compare" (`detection_row` shows which side is empty through ``n_clean
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn import metrics as _skm
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 NAN_POLICIES = ("raise", "omit")
 
@@ -252,9 +255,6 @@ def cross_validated_probabilities(X, y, groups=None, n_splits: int = 5, seed: in
     to the size of the smaller class; with fewer than 2 samples in a class the result is all NaN. A
     training fold holding one class predicts its share.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
     X = np.asarray(X, np.float64)
     y = np.asarray(y)
     X = X[:, None] if X.ndim == 1 else X
@@ -285,8 +285,6 @@ def cross_validated_probabilities(X, y, groups=None, n_splits: int = 5, seed: in
 def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median imputation of NaN and scaling to zero mean, unit variance, both fitted on `train` only
     (a column that is all NaN or constant in `train` becomes 0)."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)          # "All-NaN slice": a column set to 0 below
         med = np.nanmedian(train, axis=0)

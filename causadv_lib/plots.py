@@ -5,6 +5,7 @@ import math
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib import cm, colors
 import numpy as np
 
 CORRECT, WRONG = "#1a7f37", "#cf222e"
@@ -205,8 +206,6 @@ def heatmap_grid(panels: Sequence[Sequence[dict | None]], *, row_labels: Sequenc
     title), ``note`` (small text in the panel's lower left corner) and ``text`` (shown instead of an image).
     `row_labels`: one label per row, left of the first column.
     """
-    from matplotlib import cm, colors
-
     rows, cols = len(panels), max(len(r) for r in panels)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 1.4, rows * (size + 0.35) + 0.6), squeeze=False,
                              layout="constrained")
