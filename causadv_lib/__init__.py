@@ -1,13 +1,17 @@
 """causadv: CausAdv (Debbi), causal detection of adversarial examples, as a library.
 
-Modules, one concept each:
-  config      paths, seeds and run profiles (the one place for parameters)
-  data        data manifest, sha256-verified file access, fetching, datasets, image decoding
-  preprocess  every model's input convention, documented in one place
-  zoo         registry of models (name -> Keras model + preprocessing + classes + CI layer)
-  ci          counterfactual information of every filter of a layer (paper section 3.1)
-  prototypes  one prototype per class (paper section 3.2)
-  cache       on-disk cache keyed by a hash of everything a result depends on
-  report      results JSON, tables (CSV + Markdown) and figures (PNG + PDF)
+Data flows one way, and the layout follows it (a module imports only its own layer and those above it here;
+tests/test_architecture.py checks it, and that no import circle exists):
+
+  vocabulary  config (paths, seed, profiles), vocab (datasets, attack keys, eps labels, strategy variants),
+              paper (the paper's numbers, read from paper_numbers.json), io (atomic writes, JSON), text
+  data        data/ (manifest, sha256 verification, fetch, images, pools), preprocess, spread, samples
+  models      keras_graph (the one adapter to Keras internals), zoo/ (registry, custom models, TFLite rebuild)
+  CI          ci (counterfactual information of every filter of a layer, paper section 3.1), cache
+  method      prototypes (3.2), strategies (the four detection strategies), attacks (ART), defences (ART
+              purifiers), heatmaps (causal maps, Grad-CAM), confidence (baselines from the logits), metrics
+  experiment  experiment (the shared, cached experiment of notebooks 02 onwards; its groups)
+  analysis    analysis/ (tables, confidence, defences, heatmaps: rows, pivots, verdicts, sentences)
+  report      plots, report (results JSON, tables, figures of a notebook run), webpage
 """
 __version__ = "0.1.0"
