@@ -8,7 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import data
-from ..samples import spread
+from ..spread import spread
 
 #: the pools `python -m causadv_lib.zoo check` evaluates, per model dataset
 CHECK_POOLS = {
