@@ -74,6 +74,9 @@ import keras
 import numpy as np
 import tflite
 
+from .model import DATASETS, ZooModel
+from .structure import check_structure
+
 __all__ = ["SUPPORTED_OPS", "UnsupportedOperatorError", "TFLiteGraph", "Op", "ConstantOperand", "build",
            "default_ci_layer", "input_quantization", "interpreter_predict", "from_tflite"]
 
@@ -680,8 +683,6 @@ def from_tflite(path, preprocess: Callable[..., np.ndarray], *, class_names=None
     outputs, 1000 ImageNet names) output 0 is taken for the TF-slim "background" class and dropped.
     `ci_layer` defaults to `default_ci_layer`; `name` to the file's stem.
     """
-    from . import DATASETS, ZooModel, check_structure
-
     n_out = output_count(path)
     classes = tuple(str(i) for i in range(n_out)) if class_names is None else tuple(class_names)
     if len(classes) not in (n_out, n_out - 1):
