@@ -10,13 +10,16 @@ ordered by (label, id).
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import config
+from . import config, data
 from .io import atomic_write_bytes
+from .spread import spread  # noqa: F401 -- samples.spread, the even spread of a pool, for the notebooks
+from .zoo import evaluate
 
 
 @dataclass(frozen=True)
@@ -72,16 +75,6 @@ def choose(labels, predicted, *, n_classes: int, per_class: int, seed: int = con
     classes = sorted(rng.choice(sorted(by_class), size=n_classes, replace=False).tolist())
     chosen = [np.sort(rng.choice(by_class[c], size=per_class, replace=False)) for c in classes]
     return np.concatenate(chosen)
-
-
-def spread(n: int, limit: int | None) -> np.ndarray:
-    """`limit` indices evenly spread over 0..n-1 (all when limit is None or >= n).
-
-    Pools are ordered by class, so an even spread covers every class of a pool.
-    """
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n, num=max(limit, 0), endpoint=False).astype(np.int64))
 
 
 def subset_indices(n: int, limit: int | None, seed: int = config.SEED) -> np.ndarray:
@@ -140,9 +133,6 @@ def for_profile(model: str, pool: str, profile: str) -> SampleList:
 
 def derive(model: str, pool: str) -> SampleList:
     """Choose the paper-scale sample of (model, pool) afresh: predictions of the model on the whole pool."""
-    from . import data
-    from .zoo import evaluate
-
     images_pool = data.pool(pool)
     predicted = evaluate.top1(model, images_pool).predictions
     prof = config.get_profile("paper")
@@ -154,8 +144,6 @@ def derive(model: str, pool: str) -> SampleList:
 
 
 def main(argv=None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m causadv_lib.samples", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="(re)write the committed lists")
     args = parser.parse_args(argv)

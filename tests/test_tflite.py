@@ -17,6 +17,7 @@ import keras  # noqa: E402
 
 from causadv_lib import zoo  # noqa: E402
 from causadv_lib.zoo import tflite as T  # noqa: E402
+from causadv_lib.zoo.tflite.builder import sanitize  # noqa: E402
 
 SIZE = 16
 K = 6  # outputs of the tiny classifiers
@@ -232,9 +233,9 @@ def test_layer_names_come_from_the_graph(files):
     stem = next(op for op in g.ops if op.name == "CONV_2D")  # stem conv with fused RELU6
     tensor = g.name(stem.outputs[0]).split(";")[0]
     assert tensor.endswith("/Relu6")
-    assert T._sanitize(tensor) in names and T._sanitize(tensor.rsplit("/", 1)[0]) in names
-    assert isinstance(a.get_layer(T._sanitize(tensor)), keras.layers.ReLU)
-    assert isinstance(a.get_layer(T._sanitize(tensor.rsplit("/", 1)[0])), keras.layers.Conv2D)
+    assert sanitize(tensor) in names and sanitize(tensor.rsplit("/", 1)[0]) in names
+    assert isinstance(a.get_layer(sanitize(tensor)), keras.layers.ReLU)
+    assert isinstance(a.get_layer(sanitize(tensor.rsplit("/", 1)[0])), keras.layers.Conv2D)
     assert all("/" not in n for n in names)
 
 

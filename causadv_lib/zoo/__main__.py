@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import ModelUnavailableError, UnknownModelError, get, names
 from .evaluate import CHECK_POOLS, top1
+from .keras_apps import ModelUnavailableError
+from .registry import UnknownModelError, get, names
 
 
 def positive_int(text: str) -> int:

@@ -8,7 +8,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import data
-from ..samples import spread
+from ..spread import spread
+from .registry import resolve
 
 #: the pools `python -m causadv_lib.zoo check` evaluates, per model dataset
 CHECK_POOLS = {
@@ -59,8 +60,6 @@ def top1(model, pool, *, limit: int | None = None, batch_size: int | None = None
     predicted `batch_size` at a time (default 32 for ImageNet-size inputs, 500 for CIFAR). `limit` and
     `batch_size` must be positive integers (or None): zero or negative values raise ValueError.
     """
-    from . import resolve
-
     for arg, value in (("limit", limit), ("batch_size", batch_size)):
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
             raise TypeError(f"top1: {arg} must be a positive integer or None, got {value!r}")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import keras
 
+from .structure import split_softmax
+
 WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + WEIGHTS_FILE
 WEIGHTS_MD5 = "64373286793e3c8b2b4e3219cbf3544b"  # the hash keras.applications checks
@@ -77,7 +79,5 @@ def find_weights(allow_download: bool | None = None) -> Path:
 
 def build(weights_path=None, name: str = "vgg16_imagenet") -> keras.Model:
     """Keras VGG16 with a linear ``logits`` Dense and a ``probs`` Softmax; `weights_path` None = random."""
-    from . import split_softmax
-
     base = keras.applications.VGG16(weights=None if weights_path is None else str(weights_path))
     return split_softmax(base, name=name)

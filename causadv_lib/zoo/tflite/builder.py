@@ -1,72 +1,10 @@
-"""Any TFLite CNN image classifier, quantised or float, rebuilt as a float Keras model.
+"""The float Keras rebuild of a TFLite image classifier: one or two Keras layers per TFLite operator.
 
-    >>> from causadv_lib import zoo
-    >>> zm = zoo.from_tflite("mobilenet_v1_0.75_192_quant.tflite", preprocess_fn,
-    ...                      class_names=imagenet_names, name="mobilenet_v1_imagenet")
-    >>> zm.model.layers[-2].name, zm.model.layers[-1].name   # ('logits', 'probs')
-
-`build` reads the flatbuffer with the public ``tflite`` parser and walks subgraph 0 generically: the
-operator list in execution order, tensors by index, one or two Keras layers per operator. Constant
-tensors (weights, biases, shapes) are dequantised, ``value = (q - zero_point) * scale``, per tensor or
-per channel (``quantized_dimension``); int8, uint8, int16, int32, float16 and float32 buffers are
-read. The Keras model computes in float32 on the *real* values of the TFLite tensors: its input is the
-dequantised input of the file (for a quantised input tensor, ``(q - zero_point) * scale``; see
-`input_quantization`), and there is no activation quantisation, so a quantised file's float rebuild
-agrees with the interpreter to a few quantisation steps (and on the top-1 class almost always).
-
-Operators (`SUPPORTED_OPS`) and their Keras layers:
-
-| TFLite | Keras |
-|---|---|
-| CONV_2D | ``Conv2D`` (SAME = Keras "same", also at stride 2; dilation; groups), or ``Dense`` on a 1x1 map (below) |
-| DEPTHWISE_CONV_2D | ``DepthwiseConv2D`` (depth multiplier = output / input channels) |
-| FULLY_CONNECTED | ``Dense`` (a rank-4 input is flattened first, like TFLite does, unless ``keep_num_dims``) |
-| ADD, MUL | ``Add``, ``Multiply`` (broadcasting); with a constant operand ``ConstantOperand`` |
-| AVERAGE_POOL_2D, MAX_POOL_2D | ``AveragePooling2D``, ``MaxPooling2D``; a window covering the whole map: ``GlobalAveragePooling2D`` / ``GlobalMaxPooling2D`` |
-| MEAN over H and W | ``GlobalAveragePooling2D`` (other axes: error) |
-| PAD | ``ZeroPadding2D`` (H and W only; a quantised PAD pads with the zero point, i.e. real 0) |
-| CONCATENATION | ``Concatenate`` |
-| RESHAPE, SQUEEZE | nothing where the Keras shape already matches, else ``Reshape`` |
-| SOFTMAX, LOGISTIC, HARD_SWISH, RELU, RELU6 | ``Softmax``, ``Activation("sigmoid")``, ``Activation("hard_swish")``, ``ReLU`` |
-| fused RELU / RELU6 | a separate ``ReLU`` layer after the operator's own |
-| QUANTIZE, DEQUANTIZE | nothing (a DEQUANTIZE of a constant, e.g. float16 weights, is folded) |
-
-Any other operator, and any unsupported variant of one of these (fused TANH, a MEAN over channels, a
-PAD of the batch axis, ...), raises `UnsupportedOperatorError` naming the operator, its index in the
-operator list and its output tensor.
-
-Pooled 1x1 maps are kept flat: a global pooling (MEAN over H, W, or a pooling window covering the
-map) gives a (N, C) Keras tensor standing for TFLite's (N, 1, 1, C), so a following 1x1 CONV_2D is a
-``Dense`` and RESHAPE/SQUEEZE to (N, C) are no-ops. This is how a MobileNet head, MEAN or
-AVERAGE_POOL_2D -> CONV_2D 1x1 (1001) -> RESHAPE -> SOFTMAX, becomes ``GlobalAveragePooling2D`` ->
-``Dense`` -> ``Softmax`` (the zoo's head, and the CI code's closed form).
-
-The classifier head: from the graph's output back through QUANTIZE/DEQUANTIZE/RESHAPE/SQUEEZE, an
-optional SOFTMAX, then the *logits operator*, a FULLY_CONNECTED or a CONV_2D whose output is 1x1
-(a 1x1 kernel on a pooled map, or a kernel covering an unpooled map: flattened, then ``Dense``).
-It becomes the linear ``Dense`` named ``logits``; the SOFTMAX (its ``beta`` folded into the logits) is
-the ``Softmax`` named ``probs``, appended if the file outputs logits. With ``drop_background=True``
-output 0 of the logits is dropped (the ``background`` class of the TF-slim 1001-way ImageNet models;
-`from_tflite` sets it when there is exactly one more output than class names, 1001 vs 1000), so the
-softmax is over the remaining outputs and Keras output i is TFLite output i + 1.
-
-Layer names come from the graph, so they are the same in every process: the first ``;``-separated
-part of the operator's output tensor name with every character outside ``[A-Za-z0-9_]`` replaced by
-``_`` (``MobilenetV1/MobilenetV1/Conv2d_0/Relu6`` -> ``MobilenetV1_MobilenetV1_Conv2d_0_Relu6``). An
-operator with a fused activation gives two layers: the activation takes that name and the operator
-the name without its trailing activation part (``..._Conv2d_0``). Repeated names get ``_1``, ``_2``
-suffixes in operator order; ``logits`` and ``probs`` are reserved for the head. `build`'s `namer`
-overrides names (the MobileNetV2 zoo entry uses it to keep its Keras-applications names).
-
-The default CI layer (`default_ci_layer`): the last convolutional feature map with spatial extent,
-i.e. the last layer (convolution, its activation, or an ADD/MUL/CONCATENATION of such maps) with a
-rank-4 output of H x W > 1; pooling, padding and reshaping layers are skipped.
+Part of `causadv_lib.zoo.tflite`, whose docstring documents the operators, the head and the layer names.
 """
 from __future__ import annotations
 
 import re
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -74,137 +12,21 @@ import keras
 import numpy as np
 import tflite
 
-__all__ = ["SUPPORTED_OPS", "UnsupportedOperatorError", "TFLiteGraph", "Op", "ConstantOperand", "build",
-           "default_ci_layer", "input_quantization", "interpreter_predict", "from_tflite"]
+from .layers import ConstantOperand
+from .reader import ACTIVATION_NAMES, Op, TFLiteGraph, UnsupportedOperatorError, read_options
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "PAD",
                  "CONCATENATION", "RESHAPE", "SQUEEZE", "FULLY_CONNECTED", "SOFTMAX", "LOGISTIC", "HARD_SWISH",
                  "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE")
 
-OPNAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
-_ACTIVATIONS = {v: k for k, v in vars(tflite.ActivationFunctionType).items() if not k.startswith("_")}
-_DTYPES = {tflite.TensorType.INT8: np.int8, tflite.TensorType.UINT8: np.uint8, tflite.TensorType.INT16: np.int16,
-           tflite.TensorType.INT32: np.int32, tflite.TensorType.INT64: np.int64,
-           tflite.TensorType.FLOAT16: np.float16, tflite.TensorType.FLOAT32: np.float32}
 _PADDING = {tflite.Padding.SAME: "same", tflite.Padding.VALID: "valid"}
 _PASSTHROUGH = ("QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE")
 #: trailing tensor-name parts that name an activation (stripped for the operator's own layer name)
 _ACT_PARTS = re.compile(r"^(relu6?|Relu6?|RELU6?|clip_by_value|Minimum|Maximum)$")
 
 
-class UnsupportedOperatorError(ValueError):
-    """The TFLite file uses an operator (or a variant of one) that `build` cannot rebuild."""
-
-
-@dataclass(frozen=True)
-class Op:
-    """One TFLite operator: position in the operator list, builtin name, tensor indices, options table."""
-
-    index: int
-    name: str
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    table: object = None
-    custom_code: str = ""
-
-
-class TFLiteGraph:
-    """Read-only view of subgraph 0 of a TFLite model: tensors, constants and operators."""
-
-    def __init__(self, buf: bytes):
-        self.buf = buf
-        self.model = tflite.Model.GetRootAsModel(buf, 0)
-        if self.model.SubgraphsLength() < 1:
-            raise ValueError("the TFLite file has no subgraph")
-        self.sg = self.model.Subgraphs(0)
-        self.ops = [self._op(k) for k in range(self.sg.OperatorsLength())]
-        self.inputs = tuple(int(i) for i in self.sg.InputsAsNumpy())
-        self.outputs = tuple(int(i) for i in self.sg.OutputsAsNumpy())
-        self.producer = {t: op for op in self.ops for t in op.outputs}
-
-    @classmethod
-    def read(cls, path) -> TFLiteGraph:
-        return cls(Path(path).read_bytes())
-
-    def _op(self, k: int) -> Op:
-        op = self.sg.Operators(k)
-        code = self.model.OperatorCodes(op.OpcodeIndex())
-        name = OPNAMES.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), f"BUILTIN_{code.BuiltinCode()}")
-        custom = code.CustomCode().decode(errors="replace") if name == "CUSTOM" and code.CustomCode() else ""
-        ins = tuple(int(i) for i in op.InputsAsNumpy()) if op.InputsLength() else ()
-        outs = tuple(int(i) for i in op.OutputsAsNumpy()) if op.OutputsLength() else ()
-        return Op(k, name, ins, outs, op.BuiltinOptions(), custom)
-
-    def name(self, t: int) -> str:
-        return self.sg.Tensors(t).Name().decode(errors="replace")
-
-    def shape(self, t: int) -> tuple[int, ...]:
-        tensor = self.sg.Tensors(t)
-        return tuple(int(s) for s in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
-
-    def dtype(self, t: int):
-        return _DTYPES.get(self.sg.Tensors(t).Type())
-
-    def quantization(self, t: int) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """(scales, zero points, quantised dimension) of tensor t, or None if it is not quantised."""
-        qp = self.sg.Tensors(t).Quantization()
-        if qp is None or qp.ScaleLength() == 0:
-            return None
-        zero = qp.ZeroPointAsNumpy() if qp.ZeroPointLength() else np.zeros(qp.ScaleLength(), np.int64)
-        return qp.ScaleAsNumpy().astype(np.float64), np.asarray(zero).astype(np.float64), qp.QuantizedDimension()
-
-    def _raw(self, t: int) -> np.ndarray | None:
-        tensor = self.sg.Tensors(t)
-        if tensor.Buffer() == 0:
-            return None
-        buffer = self.model.Buffers(tensor.Buffer())
-        if buffer.DataLength():
-            raw = buffer.DataAsNumpy()
-        elif buffer.Offset() > 1:  # large models keep buffers after the flatbuffer
-            raw = np.frombuffer(self.buf, np.uint8, buffer.Size(), buffer.Offset())
-        else:
-            return None
-        dtype = self.dtype(t)
-        if dtype is None:
-            raise UnsupportedOperatorError(f"tensor {t} {self.name(t)!r}: unsupported TFLite tensor type "
-                                           f"{self.sg.Tensors(t).Type()}")
-        return np.asarray(raw).view(dtype).reshape(self.shape(t))
-
-    def is_constant(self, t: int) -> bool:
-        return t >= 0 and self._raw(t) is not None
-
-    def dequantize(self, t: int) -> np.ndarray:
-        """The constant tensor t as float32: (q - zero_point) * scale, per channel where quantised so."""
-        raw = self._raw(t)
-        if raw is None:
-            raise ValueError(f"tensor {t} {self.name(t)!r} is not a constant")
-        q = raw.astype(np.float64)
-        quant = self.quantization(t)
-        if quant is None or raw.dtype.kind == "f":
-            return q.astype(np.float32)
-        scale, zero, dim = quant
-        bshape = [1] * q.ndim
-        if scale.size > 1:
-            bshape[dim] = scale.size
-        return ((q - zero.reshape(bshape)) * scale.reshape(bshape)).astype(np.float32)
-
-    def integers(self, t: int) -> np.ndarray:
-        """A constant integer tensor (axes, shapes, paddings) as int64."""
-        raw = self._raw(t)
-        if raw is None:
-            raise ValueError(f"tensor {t} {self.name(t)!r} is not a constant")
-        return raw.astype(np.int64)
-
-
-def _options(cls, op: Op):
-    if op.table is None:
-        raise UnsupportedOperatorError(f"TFLite operator {op.name} (operator {op.index}) has no options table")
-    opt = cls()
-    opt.Init(op.table.Bytes, op.table.Pos)
-    return opt
-
-
-def _sanitize(name: str) -> str:
+def sanitize(name: str) -> str:
+    """`name` with every character outside ``[A-Za-z0-9_]`` replaced by ``_`` (a Keras layer name)."""
     return re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_")
 
 
@@ -215,44 +37,7 @@ def _strip_activation(name: str) -> str:
     return "/".join(parts)
 
 
-def input_quantization(path) -> tuple[float, int] | None:
-    """(scale, zero point) of the TFLite file's input tensor, or None for a float input.
-
-    The float rebuild takes ``(q - zero_point) * scale`` where the interpreter takes the integer q:
-    e.g. scale 1/128, zero point 128 means model input = x / 128 - 1 for uint8 pixels x.
-    """
-    g = TFLiteGraph.read(path)
-    quant = g.quantization(g.inputs[0])
-    if quant is None or g.dtype(g.inputs[0]) == np.float32:
-        return None
-    return float(quant[0][0]), int(quant[1][0])
-
-
-# ------------------------------------------------------------------------------------- layers
-@keras.saving.register_keras_serializable(package="causadv")
-class ConstantOperand(keras.layers.Layer):
-    """x + c or x * c for a constant c stored as a (non-trainable) weight; `op` is "add" or "mul"."""
-
-    def __init__(self, op: str, value_shape, **kwargs):
-        super().__init__(**kwargs)
-        if op not in ("add", "mul"):
-            raise ValueError(f"ConstantOperand: op must be 'add' or 'mul', got {op!r}")
-        self.op, self.value_shape = op, tuple(int(s) for s in value_shape)
-
-    def build(self, input_shape):
-        self.value = self.add_weight(name="value", shape=self.value_shape, initializer="zeros", trainable=False)
-
-    def call(self, x):
-        return x + self.value if self.op == "add" else x * self.value
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        return {**super().get_config(), "op": self.op, "value_shape": list(self.value_shape)}
-
-
-# ------------------------------------------------------------------------------------ builder
+#: `build`'s layer namer: (graph, operator, role "layer" or "activation") -> a layer name, or None
 Namer = Callable[[TFLiteGraph, Op, str], "str | None"]
 
 
@@ -287,7 +72,7 @@ class _Builder:
 
     def base(self, op: Op) -> str:
         """The sanitised output tensor name of `op` (not reserved)."""
-        return _sanitize(self.g.name(op.outputs[0]).split(";")[0]) or f"op{op.index}"
+        return sanitize(self.g.name(op.outputs[0]).split(";")[0]) or f"op{op.index}"
 
     def name(self, op: Op, role: str = "layer", fused: bool = False) -> str:
         """Layer name for `op` (role "layer" or "activation"), from the namer or the output tensor name."""
@@ -297,8 +82,8 @@ class _Builder:
                 return self.unique(chosen)
         full = self.g.name(op.outputs[0]).split(";")[0]
         if role == "layer" and fused:
-            return self.unique(_sanitize(_strip_activation(full)) or f"op{op.index}")
-        return self.unique(_sanitize(full) or f"op{op.index}_{role}")
+            return self.unique(sanitize(_strip_activation(full)) or f"op{op.index}")
+        return self.unique(sanitize(full) or f"op{op.index}_{role}")
 
     # -- head
     def _head(self):
@@ -334,7 +119,7 @@ class _Builder:
         x = self.k[t]
         if rank4 and t in self.flat:
             c = int(x.shape[-1])
-            x = keras.layers.Reshape((1, 1, c), name=self.unique(_sanitize(self.g.name(t).split(";")[0]) + "_4d"))(x)
+            x = keras.layers.Reshape((1, 1, c), name=self.unique(sanitize(self.g.name(t).split(";")[0]) + "_4d"))(x)
         return x
 
     def put(self, t: int, x, flat: bool = False):
@@ -349,7 +134,8 @@ class _Builder:
             return keras.layers.ReLU(name=self.name(op, "activation"))(x)
         if fused == tflite.ActivationFunctionType.RELU6:
             return keras.layers.ReLU(max_value=6.0, name=self.name(op, "activation"))(x)
-        raise self.fail(op, f"fused activation {_ACTIVATIONS.get(fused, fused)} is not supported (NONE, RELU, RELU6)")
+        raise self.fail(op, f"fused activation {ACTIVATION_NAMES.get(fused, fused)} is not supported "
+                            "(NONE, RELU, RELU6)")
 
     @staticmethod
     def _has_act(fused: int) -> bool:
@@ -361,7 +147,7 @@ class _Builder:
             if self.drop_background:
                 kernel, bias = kernel[:, 1:], (None if bias is None else bias[1:])
             if self.softmax_op is not None:
-                beta = _options(tflite.SoftmaxOptions, self.softmax_op).Beta()
+                beta = read_options(tflite.SoftmaxOptions, self.softmax_op).Beta()
                 if beta != 1.0:
                     kernel, bias = kernel * np.float32(beta), (None if bias is None else bias * np.float32(beta))
         layer = keras.layers.Dense(kernel.shape[1], use_bias=bias is not None, name=name)
@@ -385,7 +171,7 @@ class _Builder:
 
     # -- operators
     def conv(self, op: Op):
-        o = _options(tflite.Conv2DOptions, op)
+        o = read_options(tflite.Conv2DOptions, op)
         fused, w = o.FusedActivationFunction(), self.weights(op)  # (out, kh, kw, in)
         b = self.bias(op, w.shape[0])
         strides, dil = (o.StrideH(), o.StrideW()), (o.DilationHFactor(), o.DilationWFactor())
@@ -416,7 +202,7 @@ class _Builder:
         self.put(op.outputs[0], self.activation(op, fused, y))
 
     def depthwise(self, op: Op):
-        o = _options(tflite.DepthwiseConv2DOptions, op)
+        o = read_options(tflite.DepthwiseConv2DOptions, op)
         fused, w = o.FusedActivationFunction(), self.weights(op)  # (1, kh, kw, C * M)
         x = self.get(op.inputs[0], rank4=True)
         cin = int(x.shape[-1])
@@ -433,7 +219,7 @@ class _Builder:
         self.put(op.outputs[0], self.activation(op, fused, y))
 
     def fully_connected(self, op: Op):
-        o = _options(tflite.FullyConnectedOptions, op)
+        o = read_options(tflite.FullyConnectedOptions, op)
         if o.WeightsFormat() != 0:
             raise self.fail(op, "shuffled FULLY_CONNECTED weights are not supported")
         fused, w = o.FusedActivationFunction(), self.weights(op)  # (out, in)
@@ -454,7 +240,7 @@ class _Builder:
     def binary(self, op: Op):
         cls, kind, opts = ((keras.layers.Add, "add", tflite.AddOptions) if op.name == "ADD"
                            else (keras.layers.Multiply, "mul", tflite.MulOptions))
-        fused = _options(opts, op).FusedActivationFunction() if op.table is not None else 0
+        fused = read_options(opts, op).FusedActivationFunction() if op.table is not None else 0
         consts = [self.constant(t) for t in op.inputs[:2]]
         name = self.name(op, "layer", self._has_act(fused))
         if all(c is None for c in consts):
@@ -481,7 +267,7 @@ class _Builder:
         self.put(op.outputs[0], self.activation(op, fused, y), flat=flat)
 
     def pool(self, op: Op):
-        o = _options(tflite.Pool2DOptions, op)
+        o = read_options(tflite.Pool2DOptions, op)
         fused = o.FusedActivationFunction()
         x = self.get(op.inputs[0], rank4=True)
         h, w = x.shape[1:3]
@@ -516,7 +302,7 @@ class _Builder:
         self.put(op.outputs[0], y)
 
     def concat(self, op: Op):
-        o = _options(tflite.ConcatenationOptions, op)
+        o = read_options(tflite.ConcatenationOptions, op)
         fused = o.FusedActivationFunction()
         if any(self.constant(t) is not None for t in op.inputs):
             raise self.fail(op, "concatenation with a constant tensor")
@@ -551,7 +337,7 @@ class _Builder:
         if op.name == "SOFTMAX":
             if op is self.softmax_op:
                 return self.put(op.outputs[0], keras.layers.Softmax(name="probs")(self.k[t]), flat=t in self.flat)
-            beta = _options(tflite.SoftmaxOptions, op).Beta()
+            beta = read_options(tflite.SoftmaxOptions, op).Beta()
             if beta != 1.0:
                 raise self.fail(op, f"SOFTMAX with beta {beta} inside the network")
             layer = keras.layers.Softmax(name=self.name(op))
@@ -579,7 +365,7 @@ class _Builder:
         shape = self.g.shape(inp_t)
         if len(shape) != 4:
             raise UnsupportedOperatorError(f"expected an NHWC image input, got input shape {shape}")
-        inputs = keras.Input(shape[1:], name=self.unique(_sanitize(self.g.name(inp_t)) or "input"), dtype="float32")
+        inputs = keras.Input(shape[1:], name=self.unique(sanitize(self.g.name(inp_t)) or "input"), dtype="float32")
         self.put(inp_t, inputs)
         for op in self.g.ops:
             missing = [t for t in op.inputs if t >= 0 and t not in self.k and self.constant(t) is None]
@@ -606,96 +392,5 @@ def build(path, *, name: str | None = None, drop_background: bool = False, namer
     (role ``"layer"`` or ``"activation"``) or None for the default name.
     """
     g = TFLiteGraph.read(path)
-    name = name or (_sanitize(Path(path).stem) or "tflite_model")
+    name = name or (sanitize(Path(path).stem) or "tflite_model")
     return _Builder(g, namer, drop_background).run(name)
-
-
-def output_count(path) -> int:
-    """Number of outputs (classes, background included) of the TFLite classifier at `path`."""
-    g = TFLiteGraph.read(path)
-    return int(g.shape(g.outputs[0])[-1])
-
-
-#: layer types that are not a feature map of their own (skipped by `default_ci_layer`)
-_NOT_FEATURES = (keras.layers.InputLayer, keras.layers.ZeroPadding2D, keras.layers.Reshape, keras.layers.Flatten,
-                 keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D,
-                 keras.layers.GlobalMaxPooling2D)
-
-
-def default_ci_layer(model: keras.Model) -> str:
-    """The last layer whose output is a rank-4 feature map with H x W > 1 (not pooling/padding/reshaping)."""
-    for layer in reversed(model.layers):
-        shape = getattr(layer, "output", None)
-        shape = None if shape is None or isinstance(shape, (list, tuple)) else shape.shape
-        if (shape is not None and len(shape) == 4 and shape[1] * shape[2] > 1
-                and not isinstance(layer, _NOT_FEATURES)):
-            return layer.name
-    raise ValueError(f"model {model.name!r} has no feature map with spatial extent")
-
-
-# -------------------------------------------------------------------------------- interpreter
-def interpreter_predict(path, inputs: np.ndarray, *, drop_background: bool = False, num_threads: int = 2) -> np.ndarray:
-    """Reference: the TFLite interpreter's outputs for `inputs` (N, H, W, C), dequantised, (N, K) float32.
-
-    `inputs` are fed as they are when their dtype is the input tensor's (uint8 pixels for a uint8
-    input); float inputs to an integer input tensor are quantised with its scale and zero point
-    (rounded, clipped). With `drop_background` output 0 is dropped (not renormalised).
-    """
-    import tensorflow as tf
-
-    inputs = np.asarray(inputs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter is deprecated (LiteRT) but present in TF 2.21
-        interp = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    if inputs.ndim != 4 or inputs.shape[1:] != tuple(inp["shape"][1:]):
-        raise ValueError(f"expected inputs of shape (N, {', '.join(map(str, inp['shape'][1:]))}), got {inputs.shape}")
-    if inputs.dtype != inp["dtype"]:
-        scale, zero = inp["quantization"]
-        if np.issubdtype(inp["dtype"], np.integer) and scale:
-            info = np.iinfo(inp["dtype"])
-            inputs = np.clip(np.round(inputs.astype(np.float64) / scale + zero), info.min, info.max)
-        inputs = inputs.astype(inp["dtype"])
-    scale, zero = out["quantization"]
-    res = []
-    for x in inputs:
-        interp.set_tensor(inp["index"], x[None])
-        interp.invoke()
-        y = interp.get_tensor(out["index"])[0].astype(np.float32)
-        res.append((y - zero) * scale if scale else y)
-    res = np.stack(res) if res else np.zeros((0, int(out["shape"][-1])), np.float32)
-    return (res[:, 1:] if drop_background else res).astype(np.float32)
-
-
-# ---------------------------------------------------------------------------------------- zoo
-def from_tflite(path, preprocess: Callable[..., np.ndarray], *, class_names=None, name: str | None = None,
-                ci_layer: str | None = None, dataset: str | None = None, normalize=None, geometry=None,
-                namer: Namer | None = None):
-    """A `ZooModel` from a TFLite image classifier (float or quantised): the float Keras rebuild of `build`.
-
-    `preprocess`: uint8 RGB images -> the file's real-valued inputs (for a quantised input tensor,
-    ``(q - zero_point) * scale`` of the pixels q the interpreter would take; `input_quantization`).
-    `class_names`: default "0", "1", ...; with exactly one name fewer than the file has outputs (1001
-    outputs, 1000 ImageNet names) output 0 is taken for the TF-slim "background" class and dropped.
-    `ci_layer` defaults to `default_ci_layer`; `name` to the file's stem.
-    """
-    from . import DATASETS, ZooModel, check_structure
-
-    n_out = output_count(path)
-    classes = tuple(str(i) for i in range(n_out)) if class_names is None else tuple(class_names)
-    if len(classes) not in (n_out, n_out - 1):
-        raise ValueError(f"{path}: {len(classes)} class names for {n_out} outputs (expected {n_out}, or "
-                         f"{n_out - 1} when output 0 is a background class)")
-    name = name or _sanitize(Path(path).stem) or "tflite_model"
-    model = build(path, name=name, drop_background=len(classes) == n_out - 1, namer=namer)
-    problems = check_structure(model)
-    if problems:
-        raise RuntimeError(f"{name}: the rebuilt model is malformed: {problems}")
-    ci = ci_layer or default_ci_layer(model)
-    if ci not in {lyr.name for lyr in model.layers}:
-        raise ValueError(f"{name}: no layer named {ci!r} (ci_layer); the rebuilt model's layers: "
-                         f"{', '.join(lyr.name for lyr in model.layers[-6:])}, ...")
-    if dataset is not None and dataset not in DATASETS:
-        raise ValueError(f"{name}: dataset {dataset!r}; expected one of {DATASETS} or None")
-    return ZooModel(name, model, preprocess, classes, ci, tuple(model.input_shape[1:]), dataset, normalize, geometry)
