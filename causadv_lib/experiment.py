@@ -257,6 +257,11 @@ class Experiment:
         return w
 
 
+def _zoo(setup: Setup):
+    """The setup's model (`zoo.get`: built once per process)."""
+    return zoo.get(setup.model)
+
+
 def _geometry(zm, images) -> np.ndarray:
     if zm.geometry is not None:
         return zm.geometry(images)
@@ -279,7 +284,7 @@ def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress
 
 @functools.cache
 def _clean(setup: Setup) -> CleanSet:
-    zm = zoo.get(setup.model)
+    zm = _zoo(setup)
     sample = samples.for_profile(setup.sample_model, setup.eval_pool, setup.profile)
     pool = data.pool(setup.eval_pool)
     idx = pool.index_of(sample.ids)
@@ -300,7 +305,7 @@ def _prototype_set(setup: Setup, definition: str) -> protos.Prototypes:
     prof = config.get_profile(setup.profile)
     stage = "prototypes" if definition == "probability" else f"prototypes ({definition})"
     with _timed(setup, stage, setup.prototype_pool):
-        return protos.for_pool(zoo.get(setup.model), data.pool(setup.prototype_pool),
+        return protos.for_pool(_zoo(setup), data.pool(setup.prototype_pool),
                                limit=prof.prototype_pool_limit, definition=definition, cache=True)
 
 
@@ -311,7 +316,7 @@ def prototype_set(setup: Setup, definition: str = "probability") -> protos.Proto
 
 @functools.cache
 def _adversarial(setup: Setup, key: AttackKey, progress) -> AdversarialSet:
-    zm = zoo.get(setup.model)
+    zm = _zoo(setup)
     cs = _clean(setup)
     source = np.flatnonzero(cs.correct)
     with _timed(setup, "attack", key.full_label):
@@ -350,7 +355,7 @@ def clear_memo() -> None:
 # ------------------------------------------------------------------ logits, other CI definitions
 @functools.cache
 def _logits(setup: Setup, key: AttackKey | None) -> np.ndarray:
-    zm = zoo.get(setup.model)
+    zm = _zoo(setup)
     pixels = _clean(setup).pixels if key is None else adversarial(setup, key).attack_result.adversarial
     with _timed(setup, "logits", "clean" if key is None else key.full_label):
         _, z = ci.predict_with_logits(zm.model, zm.normalize(pixels))
@@ -370,7 +375,7 @@ def logits(exp: Experiment, key: AttackKey | None = None) -> np.ndarray:
 
 @functools.cache
 def _ci_under(setup: Setup, key: AttackKey | None, definition: str) -> ci.CIResult:
-    zm = zoo.get(setup.model)
+    zm = _zoo(setup)
     pixels = _clean(setup).pixels if key is None else adversarial(setup, key).attack_result.adversarial
     with _timed(setup, f"ci ({definition})", "clean" if key is None else key.full_label):
         return _ci_of(zm, pixels, None, definition)

@@ -12,8 +12,8 @@ LIB = config.PROJECT_ROOT / "causadv_lib"
 #: lower layers may not import higher ones (a module may import its own layer and below)
 LAYERS = [
     {"config", "io", "text", "vocab", "paper"},
-    {"data", "preprocess", "spread", "samples"},
-    {"keras_graph", "zoo", "runner"},
+    {"data", "preprocess", "spread"},
+    {"keras_graph", "zoo", "runner", "samples"},
     {"ci", "cache"},
     {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps"},
     {"experiment"},

@@ -266,7 +266,7 @@ def _synthetic_experiment(monkeypatch, seed=0):
         adv_ci = rng.normal(size=(len(source), K)).astype(np.float32)
         adv_ci[:, :5] = 0.0
         ok = np.arange(len(source)) % 3 != 0
-        res = SimpleNamespace(success=ok, predicted=adv_pred)
+        res = SimpleNamespace(success=ok, predicted=adv_pred, adversarial=np.zeros((len(ok), 2, 2, 3), np.float32))
         exp.adversarial[key] = experiment.AdversarialSet(setup, key, res, ci_res(adv_ci, adv_pred), source)
         logits[key] = (rng.normal(size=(len(source), C)) + 5.0 * np.eye(C)[adv_pred]).astype(np.float32)
     monkeypatch.setattr(experiment, "logits", lambda e, key=None: logits[key])
