@@ -109,7 +109,6 @@ if fig is None:
     print("PGD succeeded on no image: no figure")
 else:
     rep.figure(fig, "fig09_ci_a")
-    plt.show()
     plt.close(fig)
 
 # %% [markdown]
@@ -169,7 +168,6 @@ if fig is None:
     print("PGD succeeded on no image: no figure")
 else:
     rep.figure(fig, "fig09_ci_b")
-    plt.show()
     plt.close(fig)
 
 # %%
