@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import matplotlib
 
@@ -137,7 +138,8 @@ def _loaded(result, fig_dir, prefix=""):
 def test_figure_outputs_find_the_last_output_showing_each_figure():
     png = b"\x89PNG fake"
     cells = [{"cell_type": "markdown", "source": 'rep.figure(fig, "nope")'},
-             {"cell_type": "code", "source": 'rep.figure(fig, "not read")', "outputs": [_stdout("x"), _shown(png, "a")]},
+             {"cell_type": "code", "source": 'rep.figure(fig, "not read")',
+              "outputs": [_stdout("x"), _shown(png, "a")]},
              {"cell_type": "code", "source": "", "outputs": [_shown(png, "b"), _stdout("y"), _shown(png, "c")]},
              {"cell_type": "code", "source": "", "outputs": [
                  v4.new_output("display_data", data={"image/png": "", "text/plain": "an untagged image"}),
@@ -180,11 +182,13 @@ def test_page_structure(tmp_path):
 
 def test_report_figure_in_a_kernel_shows_one_tagged_image_that_the_page_replaces(tmp_path):
     """`Report.figure` run by a real IPython kernel: one image output, the PNG file's bytes, tagged with its name;
-    the page built from that notebook shows the folder's PNG there."""
+    the page built from that notebook shows the folder's PNG there; nbval (as `make test` runs it) passes the
+    cell checked with `# NBVAL_CHECK_OUTPUT` on re-execution."""
     build, figs = tmp_path / "build", tmp_path / "figures"
     build.mkdir()
     source = "\n".join([
-        "import sys", f"sys.path.insert(0, {str(config.PROJECT_ROOT)!r})   # this checkout's causadv_lib",
+        "# NBVAL_CHECK_OUTPUT", "import sys",
+        f"sys.path.insert(0, {str(config.PROJECT_ROOT)!r})   # this checkout's causadv_lib",
         "import matplotlib", 'matplotlib.use("Agg")', "import matplotlib.pyplot as plt",
         "from causadv_lib import report",
         f'rep = report.Report("01_kernel", "smoke", out_dir={str(figs)!r})',
@@ -202,6 +206,10 @@ def test_report_figure_in_a_kernel_shows_one_tagged_image_that_the_page_replaces
     assert text.count('src="figK.png"') == 1 and "data:image" not in text
     assert text.index('src="figK.png"') < text.index("after the figure")
     assert "Other figures" not in text
+    nbval = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                            "--nbval-sanitize-with", str(config.PROJECT_ROOT / "tests" / "nbval_sanitize.cfg"),
+                            str(build / "01_kernel.ipynb")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert nbval.returncode == 0 and "1 passed" in nbval.stdout, nbval.stdout[-3000:]
 
 
 def test_report_figure_outside_ipython_displays_nothing(tmp_path, capsys):
