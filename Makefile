@@ -3,7 +3,8 @@
 #
 #   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works), print
 #                                      each notebook's wall time, write paper_figures/[smoke/]index.html
-#   make test                          pytest (library) + smoke-profile notebooks checked with nbval
+#   make test                          smoke-profile notebooks, then pytest (library; the real smoke web page)
+#                                      and nbval on those notebooks
 #   make data                          fetch missing data files into the cache, then verify all by sha256
 #   make zoo-check                     top-1 of every zoo model on its datasets
 #   make lab                           JupyterLab on the paired notebooks
@@ -26,7 +27,7 @@ OUT := $(if $(filter paper,$(PROFILE)),build,build/$(PROFILE))
 EXECUTED := $(NAMES:%=$(OUT)/%.ipynb)
 LIB := $(shell find causadv_lib -name '*.py') $(wildcard data_manifest/*.json data_manifest/samples/*.txt)
 
-.PHONY: paper test pytest nbval data zoo-check lab samples env clean
+.PHONY: paper test pytest smoke nbval data zoo-check lab samples env clean
 paper: $(EXECUTED)
 	@{ printf 'notebook\tseconds\n'; for n in $(NAMES); do test -f $(OUT)/$$n.seconds && printf '%s\t%s\n' $$n "$$(cat $(OUT)/$$n.seconds)"; done; } > $(OUT)/timings.tsv
 	@echo "wall time of each notebook's last execution ($(OUT)/timings.tsv):"
@@ -68,21 +69,33 @@ SETUP_NOTEBOOK := $(OUT)/02_experiment_setup.ipynb
 AFTER_SETUP := $(filter-out $(OUT)/00_% $(OUT)/01_% $(SETUP_NOTEBOOK),$(EXECUTED))
 $(AFTER_SETUP): | $(SETUP_NOTEBOOK)
 
-test: pytest nbval
+# The smoke notebooks run first, so that pytest checks the real smoke web page (tests/test_webpage.py:
+# CAUSADV_REQUIRE_SMOKE=1 turns a missing smoke build into a failure, not a skip); nbval then re-executes them.
+test: smoke
+	CAUSADV_REQUIRE_SMOKE=1 $(PY) -m pytest tests -q
+	$(NBVAL_RUN)
 
 pytest: $(STAMP)
 	$(PY) -m pytest tests -q
 
+smoke: $(STAMP)
+	$(MAKE) paper PROFILE=smoke
+
+nbval: smoke
+	$(NBVAL_RUN)
+
 # nbval re-executes the notebooks on an empty results cache (only the data verification record is
 # carried over), so the checked cells are recomputed, not read back from the run that wrote them.
+# Only cells marked `# NBVAL_CHECK_OUTPUT` are compared (--nbval-lax); nbval skips display metadata and
+# image/png, so a figure's tagged image output (report.Report.figure) compares by its text/plain alone.
 NBVAL_CACHE := build/smoke/nbval-cache
-nbval: $(STAMP)
-	$(MAKE) paper PROFILE=smoke
-	rm -rf $(NBVAL_CACHE) && mkdir -p $(NBVAL_CACHE)
-	-cp "$$($(PY) -c 'from causadv_lib import config; print(config.cache_dir())')/verified.json" $(NBVAL_CACHE)/ 2>/dev/null
-	CAUSADV_CACHE=$(abspath $(NBVAL_CACHE)) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax \
-	  --nbval-sanitize-with tests/nbval_sanitize.cfg $(NAMES:%=build/smoke/%.ipynb)
-	rm -rf $(NBVAL_CACHE)
+define NBVAL_RUN
+rm -rf $(NBVAL_CACHE) && mkdir -p $(NBVAL_CACHE)
+-cp "$$($(PY) -c 'from causadv_lib import config; print(config.cache_dir())')/verified.json" $(NBVAL_CACHE)/ 2>/dev/null
+CAUSADV_CACHE=$(abspath $(NBVAL_CACHE)) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax \
+  --nbval-sanitize-with tests/nbval_sanitize.cfg $(NAMES:%=build/smoke/%.ipynb)
+rm -rf $(NBVAL_CACHE)
+endef
 
 data: $(STAMP)
 	$(PY) -m causadv_lib.data fetch

@@ -7,12 +7,13 @@ with the same inputs write byte-identical JSON, CSV and Markdown.
 """
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-
 
 from . import __version__, config
 from .io import atomic_write_bytes, to_jsonable
@@ -34,6 +35,43 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | 
     for row in rows:
         lines.append("| " + " | ".join(cell(row.get(c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+#: the display-metadata key under which `Report.figure` names the figure it shows:
+#: ``{"causadv": {"figure": NAME}}`` on the image output (the web page places NAME.png there)
+DISPLAY_KEY = "causadv"
+
+
+def figure_display(png: bytes, name: str) -> tuple[dict, dict]:
+    """(data, metadata) of the output that shows figure `name`: its PNG bytes, tagged with its name."""
+    data = {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": f"<figure {name}>"}
+    return data, {DISPLAY_KEY: {"figure": name}}
+
+
+def displayed_figure(output: dict) -> str | None:
+    """The figure name a notebook output carries (see `figure_display`), or None for any other output."""
+    tag = (output.get("metadata") or {}).get(DISPLAY_KEY)
+    name = tag.get("figure") if isinstance(tag, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _ipython_shell():
+    """The running IPython shell, or None. IPython is not imported here: where it was never imported, no shell
+    runs (and the library does not depend on it)."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
+
+
+def _show(png: bytes, name: str) -> None:
+    """Display the figure as one image output tagged with its name, when running under IPython."""
+    if _ipython_shell() is None:
+        return
+    # local import: IPython is optional (present under a kernel, not a dependency of the library); here it is
+    # already loaded, since a shell runs
+    from IPython.display import display
+
+    data, metadata = figure_display(png, name)
+    display(data, raw=True, metadata=metadata)
 
 
 class Report:
@@ -81,16 +119,20 @@ class Report:
         return md
 
     def figure(self, fig, name: str, dpi: int = 150) -> list[Path]:
-        """Save a matplotlib figure as NAME.png and NAME.pdf (no dates in the metadata)."""
-        paths = []
+        """Save a matplotlib figure as NAME.png and NAME.pdf (no dates in the metadata) and, under IPython,
+        display it: one image output (the PNG just written) whose display metadata names it
+        (`figure_display`), where the web page places the figure. A notebook calls no ``plt.show()`` after it."""
+        paths, files = [], {}
         for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight", metadata=meta)
+            files[ext] = buf.getvalue()
             path = self.out_dir / f"{name}.{ext}"
-            atomic_write_bytes(path, buf.getvalue())
+            atomic_write_bytes(path, files[ext])
             paths.append(path)
         if name not in self.results["figures"]:
             self.results["figures"].append(name)
+        _show(files["png"], name)
         return paths
 
     @property

@@ -12,11 +12,12 @@ browser and that folder. What it holds:
 * each executed notebook rendered by nbconvert (its ``basic`` template, code collapsed under "code",
   stderr streams dropped): Markdown text, printed output and the Markdown tables the notebooks display
   (rendered as HTML tables);
-* each figure (``NAME.png``, with a link to ``NAME.pdf``) placed after the cell that saved it: the notebook's
-  results JSON (`report.Report`) lists its figures in saving order, and each is matched to the cell whose
-  ``.figure(fig, "NAME")`` call names it (an f-string matches by pattern; a name held in a variable takes the
-  figures no literal name claims). Figures that match no cell follow the notebook; PNGs of the folder that no
-  notebook lists go to a last section, so every figure of the folder is on the page;
+* each figure (``NAME.png``, with a link to ``NAME.pdf``) placed at the notebook output that shows it:
+  `report.Report.figure` displays every figure it saves as an image output whose display metadata names it
+  (``{"causadv": {"figure": NAME}}``, `report.displayed_figure`), and the page puts the folder's NAME.png
+  there instead of the image embedded in the notebook. Figures that the notebook's results JSON lists but no
+  output shows (a notebook executed before figures were tagged) follow the notebook; PNGs of the folder that
+  no notebook lists go to a last section, so every figure of the folder is on the page;
 * the tables each notebook wrote (CSV links), and a footer with the profile, when each notebook ran
   (papermill's end time), when the page was built, and the package versions.
 
@@ -34,10 +35,15 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import jinja2
+import nbformat
+from nbconvert import HTMLExporter
+
 from . import config
 from .io import atomic_write_bytes
+from .report import displayed_figure
 
-__all__ = ["build", "notebook_paths", "figure_cells", "PACKAGES", "main"]
+__all__ = ["build", "notebook_paths", "figure_outputs", "PACKAGES", "main"]
 
 #: packages whose versions the footer lists
 PACKAGES = ("causadv", "numpy", "scipy", "tensorflow-cpu", "tensorflow", "keras", "adversarial-robustness-toolbox",
@@ -74,7 +80,6 @@ footer table { font-size: 12px; }
 """
 
 _NOTEBOOK = re.compile(r"^(\d+)_[A-Za-z0-9_]+\.ipynb$")
-_FIGURE_CALL = re.compile(r"\.figure\(\s*[^,()]+,\s*(f?)(\"[^\"]*\"|'[^']*'|[A-Za-z_][A-Za-z0-9_\.]*)")
 
 
 def notebook_paths(build_dir: Path) -> list[Path]:
@@ -82,43 +87,18 @@ def notebook_paths(build_dir: Path) -> list[Path]:
     return sorted(p for p in Path(build_dir).glob("*.ipynb") if _NOTEBOOK.match(p.name))
 
 
-def _patterns(source: str) -> list[re.Pattern | None]:
-    """One entry per ``.figure(fig, NAME)`` call in `source`: a regex for a literal or f-string, None otherwise."""
-    out = []
-    for m in _FIGURE_CALL.finditer(source):
-        is_f, arg = m.group(1), m.group(2)
-        if arg[0] in "\"'":
-            text = arg[1:-1]
-            if is_f:
-                parts = re.split(r"\{[^{}]*\}", text)
-                out.append(re.compile("^" + ".+?".join(re.escape(p) for p in parts) + "$"))
-            else:
-                out.append(re.compile("^" + re.escape(text) + "$"))
-        else:
-            out.append(None)
-    return out
+def figure_outputs(cells) -> dict[str, tuple[int, int]]:
+    """{figure name: (cell index, output index) of the last output that shows it} over the cells' outputs.
 
-
-def figure_cells(cells: list[dict], figures: list[str]) -> dict[str, int | None]:
-    """{figure name: index of the code cell that saved it (None: no cell found)} for `figures` in saving order.
-
-    A figure goes to the first cell at or after the previous figure's cell whose literal or f-string name
-    matches it (else any such cell); failing that, to the first cell at or after it whose ``.figure`` call
-    takes a name from a variable (else any such cell).
+    The last one: a figure saved twice shows its file's (final) version there; an earlier output keeps its own
+    embedded image.
     """
-    pats = {i: _patterns("".join(c.get("source", ""))) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
-    pats = {i: p for i, p in pats.items() if p}
-    literal = [i for i, ps in pats.items() if any(p is not None for p in ps)]
-    variable = [i for i, ps in pats.items() if any(p is None for p in ps)]
-    out, at = {}, 0
-    for name in figures:
-        lit = [i for i in literal if any(p is not None and p.match(name) for p in pats[i])]
-        cell = next((i for i in lit if i >= at), lit[0] if lit else None)
-        if cell is None:
-            cell = next((i for i in variable if i >= at), variable[0] if variable else None)
-        out[name] = cell
-        if cell is not None:
-            at = cell
+    out = {}
+    for i, cell in enumerate(cells):
+        for j, output in enumerate(cell.get("outputs", []) if cell.get("cell_type") == "code" else []):
+            name = displayed_figure(output)
+            if name is not None:
+                out[name] = (i, j)
     return out
 
 
@@ -160,9 +140,6 @@ def _versions() -> list[tuple[str, str]]:
 
 
 def _exporter():
-    import jinja2
-    from nbconvert import HTMLExporter
-
     ex = HTMLExporter(template_name="basic", extra_loaders=[jinja2.DictLoader({"causadv_page.html.j2": _TEMPLATE})])
     ex.template_file = "causadv_page.html.j2"
     ex.exclude_input_prompt = True
@@ -171,25 +148,20 @@ def _exporter():
 
 
 def _render(nb, figures: list[str], fig_dir: Path, exporter, prefix: str = "") -> tuple[str, list[str]]:
-    """HTML of notebook `nb` with each available figure after the cell that saved it; also the placed names."""
-    import nbformat
-
+    """HTML of notebook `nb` with each figure whose PNG is in `fig_dir` at the output that shows it; `figures`
+    (the results JSON's list) shown by no output follow the notebook. Also the names placed."""
     cells = nb.cells
     for cell in cells:                        # drop stderr (TensorFlow and tqdm chatter)
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", [])
                             if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-    present = [f for f in figures if (fig_dir / f"{f}.png").exists()]
-    where = figure_cells([dict(c) for c in cells], present)
-    placed, leftover = [], []
-    for name in present:
-        i = where.get(name)
-        if i is None:
-            leftover.append(name)
-            continue
-        figure = {"text/html": _figure_html(name, fig_dir, prefix)}
-        cells[i].outputs.append(nbformat.v4.new_output("display_data", data=figure))
-        placed.append(name)
+    placed = []
+    for name, (i, j) in figure_outputs(cells).items():
+        if (fig_dir / f"{name}.png").exists():
+            cells[i].outputs[j] = nbformat.v4.new_output("display_data",
+                                                         data={"text/html": _figure_html(name, fig_dir, prefix)})
+            placed.append(name)
+    leftover = [f for f in figures if f not in placed and (fig_dir / f"{f}.png").exists()]
     body, _ = exporter.from_notebook_node(nb)
     if leftover:
         body += "<h3>Other figures of this notebook</h3>" + "".join(_figure_html(f, fig_dir, prefix) for f in leftover)
@@ -199,9 +171,6 @@ def _render(nb, figures: list[str], fig_dir: Path, exporter, prefix: str = "") -
 def build(profile: str = "paper", build_dir: Path | None = None, fig_dir: Path | None = None,
           out: Path | None = None, notebooks_dir: Path | None = None) -> Path:
     """Write the page (default ``figures_dir(profile)/index.html``) from the executed notebooks; returns its path."""
-    import nbformat
-
-
     config.get_profile(profile)
     build_dir = Path(build_dir) if build_dir is not None else (
         config.BUILD_DIR if profile == "paper" else config.BUILD_DIR / profile)

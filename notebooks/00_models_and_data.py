@@ -113,7 +113,6 @@ for model_name, pool_name, fig_name in [("mobilenet_v2_imagenet", "imagenet_eval
                            title=f"{model_name} on {pool_name}: evaluation samples (top), an even spread of "
                                  "the pool (bottom)")
     rep.figure(fig, fig_name)
-    plt.show()
     plt.close(fig)
 
 # %%

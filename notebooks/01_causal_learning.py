@@ -74,7 +74,6 @@ for model_name, pool_name, _ in SETUPS:
     plots.ci_bars(axes[1], v, sort=True, title=f"layer {res.layer}, {res.path} path")
     fig.tight_layout()
     rep.figure(fig, f"fig01_ci_{zm.dataset}")
-    plt.show()
     plt.close(fig)
 
 # %% [markdown]
@@ -193,7 +192,6 @@ for ax, (model_name, _, proto_pool_name) in zip(axes, SETUPS):
                     "first three prototypes": ", ".join(f"{v:.2f}" for v in first3)})
 fig.colorbar(im, ax=axes, shrink=0.8, label="Jaccard index of the causal-filter sets")
 rep.figure(fig, "fig01_prototypes")
-plt.show()
 plt.close(fig)
 rep.record("prototype_overlap", overlap)
 display(Markdown(rep.table("table01_prototype_overlap", overlap,

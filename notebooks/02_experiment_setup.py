@@ -147,7 +147,6 @@ for d, exp in EXP.items():
                                      clean_title=f"clean: {names[cs.labels[i]][:18]}\n({cs.ci_result.probability[i]:.2f})",
                                      suptitle=f"{exp.setup.label}: {cs.ids[i]}, eps {eps_label(exp.setup.paper_eps)}")
     rep.figure(fig, f"fig02_examples_{d}")
-    plt.show()
     plt.close(fig)
 
 # %% [markdown]

@@ -77,7 +77,6 @@ for d, exp in EXP.items():
     fig = plots.ci_grid(panels, suptitle=f"{exp.setup.label}: CI vectors (layer {cs.ci_result.layer}), "
                                          f"eps {eps_label(exp.setup.paper_eps)}")
     rep.figure(fig, f"fig03_ci_vectors_{d}")
-    plt.show()
     plt.close(fig)
 
 # %% [markdown]
@@ -121,7 +120,6 @@ for (d, eps), per in STATS.items():
     fig.tight_layout()
     name = f"fig03_statistics_{d}" if len(EXP[d].setup.eps) == 1 else f"fig03_statistics_{d}_{round(eps * 255)}"
     rep.figure(fig, name)
-    plt.show()
     plt.close(fig)
 
 # %% [markdown]

@@ -138,7 +138,6 @@ for ax, (d, eps) in zip(axes[0], panels):
 fig.suptitle("Figure 3: samples sharing their top causal filters with their predicted class's prototype", fontsize=10)
 fig.tight_layout()
 rep.figure(fig, "fig04_common_features")
-plt.show()
 plt.close(fig)
 
 # %% [markdown]
@@ -200,7 +199,6 @@ for d, exp in EXP.items():
                          [k.label for k in exp.setup.keys(exp.setup.paper_eps)],
                          suptitle=f"{exp.setup.label}: ROC of each strategy score, clean vs successful adversarial")
     rep.figure(fig, f"fig04_roc_{d}")
-    plt.show()
     plt.close(fig)
 
 # %%

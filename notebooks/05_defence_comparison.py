@@ -141,7 +141,6 @@ fig.suptitle("Figure 5: clean accuracy (hatched) and true class recovered from e
              "settings, not in the paper)", fontsize=9)
 fig.tight_layout()
 rep.figure(fig, "fig05_recovery")
-plt.show()
 plt.close(fig)
 
 # %% [markdown]

@@ -85,7 +85,6 @@ for d, exp in EXP.items():
                                       f"{eps_label(eps)}): causal heatmaps of the predicted class's "
                                       f"prototype, the authors' variant and Grad-CAM on layer {zm.ci_layer}")
     rep.figure(fig, f"fig06_heatmaps_{d}")
-    plt.show()
     plt.close(fig)
     rep.record(f"{d}/figure4_examples", records)
     print(f"{DATASET_LABELS[d]}: examples {[cs.ids[i] for i in chosen]}; {len(records)} samples drawn")
@@ -135,7 +134,6 @@ fig.suptitle("Heatmap consistency score (larger = more suspicious): each sample'
              "class's prototype map", fontsize=10)
 fig.tight_layout()
 rep.figure(fig, "fig06_consistency")
-plt.show()
 plt.close(fig)
 
 # %% [markdown]

@@ -237,7 +237,6 @@ for i, (d, eps) in enumerate(SETTINGS):
 fig.suptitle("Causal or merely confident? Exact zeros of the CI, and what CI adds to confidence", fontsize=11)
 fig.tight_layout()
 rep.figure(fig, "fig08_causal_or_confident")
-plt.show()
 plt.close(fig)
 
 # %% [markdown]
@@ -271,7 +270,6 @@ fig.suptitle("Strategy scores inside bins of equal confidence: on the diagonal =
              "on y = 0.5 = none", fontsize=10)
 fig.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.84, wspace=0.12)
 rep.figure(fig, "fig08_within_bin")
-plt.show()
 plt.close(fig)
 
 # %% [markdown]

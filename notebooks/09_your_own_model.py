@@ -111,7 +111,6 @@ if fig is None:
     print("PGD succeeded on no image: no figure")
 else:
     rep.figure(fig, "fig09_ci_a")
-    plt.show()
     plt.close(fig)
 
 # %% [markdown]
@@ -172,7 +171,6 @@ if fig is None:
     print("PGD succeeded on no image: no figure")
 else:
     rep.figure(fig, "fig09_ci_b")
-    plt.show()
     plt.close(fig)
 
 # %%

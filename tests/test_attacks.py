@@ -1,12 +1,11 @@
 """Attacks (FGSM, BIM, PGD through ART): budgets, directions, targets, determinism, cache, input checks."""
+import art  # noqa: F401  (hard dependency, imported lazily by causadv_lib.attacks: missing, it fails here)
+import keras
 import numpy as np
 import pytest
+from keras import layers as L
 
-keras = pytest.importorskip("keras")
-pytest.importorskip("art")
-from keras import layers as L  # noqa: E402
-
-from causadv_lib import attacks, zoo  # noqa: E402
+from causadv_lib import attacks, zoo
 
 SHAPE = (4, 4, 3)
 EPS = 8 / 255

@@ -1,4 +1,5 @@
 """On-disk cache: keys change with every parameter, hits return identical arrays, writes are atomic."""
+import keras
 import numpy as np
 import pytest
 
@@ -36,7 +37,6 @@ def test_a_changed_parameter_changes_the_key(change):
 
 
 def test_weights_fingerprint_follows_every_weight():
-    keras = pytest.importorskip("keras")
     keras.utils.set_random_seed(0)
     i = keras.Input((4, 4, 3))
     m = keras.Model(i, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(i))))

@@ -1,11 +1,10 @@
 """Counterfactual information: every path and definition against plain ablation on tiny models."""
+import keras
 import numpy as np
 import pytest
+from keras import layers as L
 
-keras = pytest.importorskip("keras")
-from keras import layers as L  # noqa: E402
-
-from causadv_lib import ci  # noqa: E402
+from causadv_lib import ci
 
 TOL = 1e-5
 

@@ -2,13 +2,12 @@
 
 A Keras upgrade that moves one of them fails here, naming it, instead of somewhere deep in the CI engine.
 """
+import keras
 import numpy as np
 import pytest
+from keras import layers as L
 
-keras = pytest.importorskip("keras")
-from keras import layers as L  # noqa: E402
-
-from causadv_lib import keras_graph as kg  # noqa: E402
+from causadv_lib import keras_graph as kg
 
 
 def _model():

@@ -4,14 +4,13 @@ engine does not recognise, subclassed models) through `zoo.custom`, `ci` and the
 keras.applications models are built with weights=None at small input sizes (offline, fast); their numbers
 are not meaningful, only that every path agrees with plain ablation.
 """
+import keras
 import numpy as np
 import pytest
+from keras import layers as L
 
-keras = pytest.importorskip("keras")
-from keras import layers as L  # noqa: E402
-
-from causadv_lib import attacks, ci, zoo  # noqa: E402
-from causadv_lib import keras_graph as kg  # noqa: E402
+from causadv_lib import attacks, ci, zoo
+from causadv_lib import keras_graph as kg
 
 TOL = 1e-5
 A = keras.applications

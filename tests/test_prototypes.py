@@ -1,12 +1,11 @@
 """Prototypes: the most confident correctly classified instance per class, with its CI vector."""
+import keras
 import numpy as np
 import pytest
+from keras import layers as L
 
-keras = pytest.importorskip("keras")
-from keras import layers as L  # noqa: E402
-
-from causadv_lib import ci  # noqa: E402
-from causadv_lib.prototypes import Prototypes, select_prototypes  # noqa: E402
+from causadv_lib import ci
+from causadv_lib.prototypes import Prototypes, select_prototypes
 
 
 def _model():

@@ -1,13 +1,12 @@
 """Same answer every time: batch-invariant CI, cache keys that cannot go stale, bad input refused."""
 import zipfile
 
+import keras
 import numpy as np
 import pytest
+from keras import layers as L
 
-keras = pytest.importorskip("keras")
-from keras import layers as L  # noqa: E402
-
-from causadv_lib import cache, ci, data, prototypes, zoo  # noqa: E402
+from causadv_lib import cache, ci, data, prototypes, zoo
 
 
 def _gap_model(scale=None, input_scale=None):

@@ -9,15 +9,14 @@ converter writes every squeeze as RESHAPE, so one file has its head RESHAPE turn
 """
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-tf = pytest.importorskip("tensorflow")
-import keras  # noqa: E402
-
-from causadv_lib import zoo  # noqa: E402
-from causadv_lib.zoo import tflite as T  # noqa: E402
-from causadv_lib.zoo.tflite.builder import sanitize  # noqa: E402
+from causadv_lib import zoo
+from causadv_lib.zoo import tflite as T
+from causadv_lib.zoo.tflite.builder import sanitize
 
 SIZE = 16
 K = 6  # outputs of the tiny classifiers

@@ -1,20 +1,36 @@
 """The paper as one web page (`causadv_lib.webpage`): built from a small generated folder, then rendered in
-headless Chromium, which must load every figure PNG of the folder; screenshots go to build/test-artifacts/."""
+headless Chromium, which must load every figure PNG of the folder; screenshots go to build/test-artifacts/.
+
+Figures are placed by the display metadata `report.Report.figure` tags its image output with (checked in a real
+kernel here). The real smoke page (build/smoke, paper_figures/smoke) is checked when it exists; `make test`
+builds it first and sets CAUSADV_REQUIRE_SMOKE=1, so there a missing smoke build fails instead of skipping.
+Without Chromium (a system package: Debian's `chromium`, which .ci/run installs) only the two rendering tests
+skip; the real smoke page is still built and checked for every figure at its output."""
+import base64
 import html
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 
-import pytest
+import matplotlib
 
-from causadv_lib import config, webpage
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbclient  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+
+from causadv_lib import config, report, webpage  # noqa: E402
 
 ARTIFACTS = config.BUILD_DIR / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed: the headless rendering check "
                                                               "needs Debian's chromium package (.ci/run installs it)")
+REQUIRE_SMOKE = os.environ.get("CAUSADV_REQUIRE_SMOKE") == "1"
+v4 = nbformat.v4
 
 _CHECK = """<script>
 window.addEventListener('load', function () {
@@ -30,50 +46,63 @@ window.addEventListener('load', function () {
 
 
 def _png(path, color):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Write PATH (PNG) and its PDF; returns the PNG's bytes."""
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.bar([0, 1, 2], [1, 3, 2], color=color)
     ax.set_title(path.stem)
     fig.savefig(path, dpi=60)
     fig.savefig(path.with_suffix(".pdf"))
     plt.close(fig)
+    return path.read_bytes()
 
 
-def _notebook(path, title, figure_cell_source, figures):
-    import nbformat
+def _shown(png, name):
+    """The output `report.Report.figure` displays for figure `name`."""
+    data, metadata = report.figure_display(png, name)
+    return v4.new_output("display_data", data=data, metadata=metadata)
 
-    v4 = nbformat.v4
+
+def _stdout(text):
+    return v4.new_output("stream", name="stdout", text=text)
+
+
+def _notebook(path, title, cells):
+    """An executed notebook: a title cell, code cells (source, outputs), then a cell displaying a Markdown table."""
     nb = v4.new_notebook()
-    code = v4.new_code_cell(figure_cell_source, execution_count=2)
-    code.outputs = [v4.new_output("stream", name="stderr", text="TensorFlow chatter\n"),
-                    v4.new_output("stream", name="stdout", text="printed output\n")]
-    table = v4.new_code_cell("display(Markdown(rep.table(...)))", execution_count=3)
+    code = []
+    for k, (source, outputs) in enumerate(cells):
+        cell = v4.new_code_cell(source, execution_count=k + 2)
+        cell.outputs = [v4.new_output("stream", name="stderr", text="TensorFlow chatter\n")] + outputs
+        code.append(cell)
+    table = v4.new_code_cell("display(Markdown(rep.table(...)))", execution_count=len(cells) + 2)
     table.outputs = [v4.new_output("display_data", data={"text/markdown": "| a | b |\n|---|---|\n| 1 | 2 |\n",
                                                           "text/plain": "<Markdown>"})]
-    nb.cells = [v4.new_markdown_cell(f"# {title}\n\nSome *text*."), code, table]
+    nb.cells = [v4.new_markdown_cell(f"# {title}\n\nSome *text*."), *code, table]
     nb.metadata["papermill"] = {"end_time": "2026-01-02T03:04:05.000000+00:00", "duration": 12.5,
                                 "parameters": {"profile": "smoke"}}
     nbformat.write(nb, path)
 
 
 def _folder(tmp_path):
-    """build/ with two executed notebooks and one not executed; figures/ with three PNGs (one listed by nobody)."""
+    """build/ with two executed notebooks and one not executed; figures/ with PNGs: shown at outputs, one listed
+    by a notebook's JSON but shown by no output, one listed by nobody; one shown figure has no PNG."""
     build, figs, srcs = tmp_path / "build", tmp_path / "figures", tmp_path / "notebooks"
     for d in (build, figs, srcs):
         d.mkdir()
-    for name, color in [("figA_one", "C0"), ("figA_two", "C1"), ("figB", "C2"), ("stray", "C3")]:
-        _png(figs / f"{name}.png", color)
-    _notebook(build / "01_first.ipynb", "1 First section",
-              'for d in ("one", "two"):\n    rep.figure(fig, f"figA_{d}")\nprint("printed output")', [])
-    _notebook(build / "02_second.ipynb", "2 Second section", "name = 'figB'\nrep.figure(fig, name)", [])
+    png = {name: _png(figs / f"{name}.png", color) for name, color in
+           [("figA_one", "C0"), ("figA_two", "C1"), ("figB", "C2"), ("figB_unshown", "C4"), ("stray", "C3")]}
+    gone = png["figB"]                                        # shown, but its PNG is not in the folder
+    _notebook(build / "01_first.ipynb", "1 First section", [
+        ('for d in ("one", "two"):\n    rep.figure(fig, f"figA_{d}")',
+         [_stdout("printed output\n"), _shown(png["figA_one"], "figA_one"), _stdout("between the figures\n"),
+          _shown(png["figA_two"], "figA_two"), _stdout("after the figures\n")])])
+    _notebook(build / "02_second.ipynb", "2 Second section", [
+        ("rep.figure(fig, name)", [_shown(png["figB"], "figB"), _shown(gone, "figGone")]),
+        ("rep.figure(fig, name)  # saved again", [_stdout("saved again\n"), _shown(png["figB"], "figB")])])
     (figs / "01_first.json").write_text(json.dumps({"figures": ["figA_one", "figA_two"],
                                                      "tables": {"table01_x": {}}}))
     (figs / "table01_x.csv").write_text("a,b\n1,2\n")
-    (figs / "02_second.json").write_text(json.dumps({"figures": ["figB"], "tables": {}}))
+    (figs / "02_second.json").write_text(json.dumps({"figures": ["figB", "figGone", "figB_unshown"], "tables": {}}))
     for stem in ("01_first", "02_second", "03_third"):
         (srcs / f"{stem}.py").write_text("# %%\n")
     (build / "02_second.failed.ipynb").write_text("{}")      # not a page section
@@ -106,15 +135,17 @@ def _loaded(result, fig_dir, prefix=""):
 
 
 # ------------------------------------------------------------------------------------------- tests
-def test_figure_cells_literal_fstring_and_variable_names():
+def test_figure_outputs_find_the_last_output_showing_each_figure():
+    png = b"\x89PNG fake"
     cells = [{"cell_type": "markdown", "source": 'rep.figure(fig, "nope")'},
-             {"cell_type": "code", "source": 'rep.figure(fig, "fig01_a")'},
-             {"cell_type": "code", "source": 'for d in ds:\n    rep.figure(fig, f"fig01_b_{d}")'},
-             {"cell_type": "code", "source": "rep.figure(fig, name)"},
-             {"cell_type": "code", "source": 'rep.figure(fig, "fig01_z")'}]
-    where = webpage.figure_cells(cells, ["fig01_a", "fig01_b_x", "fig01_b_y", "fig01_stats_1", "fig01_z", "other"])
-    assert where == {"fig01_a": 1, "fig01_b_x": 2, "fig01_b_y": 2, "fig01_stats_1": 3, "fig01_z": 4, "other": 3}
-    assert webpage.figure_cells(cells[:2], ["unmatched"]) == {"unmatched": None}
+             {"cell_type": "code", "source": 'rep.figure(fig, "not read")',
+              "outputs": [_stdout("x"), _shown(png, "a")]},
+             {"cell_type": "code", "source": "", "outputs": [_shown(png, "b"), _stdout("y"), _shown(png, "c")]},
+             {"cell_type": "code", "source": "", "outputs": [
+                 v4.new_output("display_data", data={"image/png": "", "text/plain": "an untagged image"}),
+                 v4.new_output("display_data", data={"text/plain": ""}, metadata={"causadv": "no name"}),
+                 _shown(png, "a")]}]
+    assert webpage.figure_outputs(cells) == {"a": (3, 2), "b": (2, 0), "c": (2, 2)}
 
 
 def test_page_structure(tmp_path):
@@ -125,11 +156,20 @@ def test_page_structure(tmp_path):
     # contents in paper order, the unexecuted notebook listed as such, the failed run left out
     assert text.index('href="#nb-01_first"') < text.index('href="#nb-02_second"') < text.index("03_third: not executed")
     assert "failed" not in text
-    # each figure after the cell that saved it, before the next cell's table; the stray PNG in its own section
-    one = text.index('src="figA_one.png"')
-    assert text.index("printed output") < one < text.index('src="figA_two.png"') < text.index("<table")
-    assert 'href="figA_one.pdf"' in text and 'src="figB.png"' in text
-    assert text.index('id="other-figures"') < text.index('src="stray.png"')
+    # each figure at the output that shows it (the folder's PNG, not the notebook's embedded copy), before the
+    # next cell's table
+    order = ["printed output", 'src="figA_one.png"', "between the figures", 'src="figA_two.png"',
+             "after the figures", "<table"]
+    assert [text.index(k) for k in order] == sorted(text.index(k) for k in order)
+    assert 'href="figA_one.pdf"' in text
+    # a figure shown twice: its file at the last output, once; a shown figure without a PNG keeps its own image
+    assert text.count('src="figB.png"') == text.count('id="fig-figB"') == 1
+    assert text.index("saved again") < text.index('src="figB.png"')
+    assert 'src="figGone.png"' not in text and text.count('src="data:image/png;base64,') == 2
+    # listed by the JSON, shown by no output: after the notebook; the stray PNG in its own section
+    assert text.index("Other figures of this notebook") < text.index('src="figB_unshown.png"') < text.index(
+        'id="other-figures"') < text.index('src="stray.png"')
+    assert text.count("Other figures of this notebook") == 1
     # markdown tables as tables, stderr dropped, code collapsed, footer
     assert "<td>1</td>" in text and "TensorFlow chatter" not in text and "<details" in text
     assert "Profile <b>smoke</b>" in text and "2026-01-02 03:04:05" in text and "nbconvert" in text
@@ -138,6 +178,45 @@ def test_page_structure(tmp_path):
     # a page written elsewhere points at the figures folder relative to itself
     other = webpage.build("smoke", build, figs, out=tmp_path / "site" / "page.html", notebooks_dir=srcs)
     assert 'src="../figures/figA_one.png"' in other.read_text()
+
+
+def test_report_figure_in_a_kernel_shows_one_tagged_image_that_the_page_replaces(tmp_path):
+    """`Report.figure` run by a real IPython kernel: one image output, the PNG file's bytes, tagged with its name;
+    the page built from that notebook shows the folder's PNG there; nbval (as `make test` runs it) passes the
+    cell checked with `# NBVAL_CHECK_OUTPUT` on re-execution."""
+    build, figs = tmp_path / "build", tmp_path / "figures"
+    build.mkdir()
+    source = "\n".join([
+        "# NBVAL_CHECK_OUTPUT", "import sys",
+        f"sys.path.insert(0, {str(config.PROJECT_ROOT)!r})   # this checkout's causadv_lib",
+        "import matplotlib", 'matplotlib.use("Agg")', "import matplotlib.pyplot as plt",
+        "from causadv_lib import report",
+        f'rep = report.Report("01_kernel", "smoke", out_dir={str(figs)!r})',
+        "fig, ax = plt.subplots(figsize=(2, 2))", "ax.plot([0, 1], [1, 0])",
+        'rep.figure(fig, "figK")', "plt.close(fig)", 'print("after", "the figure")', "rep.save()", "pass"])
+    nb = v4.new_notebook(cells=[v4.new_markdown_cell("# K\n"), v4.new_code_cell(source)])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for o in nb.cells[1].outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    assert [o.output_type for o in outputs] == ["display_data", "stream"], outputs
+    assert report.displayed_figure(outputs[0]) == "figK"
+    assert base64.b64decode(outputs[0].data["image/png"]) == (figs / "figK.png").read_bytes()
+    nbformat.write(nb, build / "01_kernel.ipynb")
+    text = webpage.build("smoke", build, figs, notebooks_dir=tmp_path / "none").read_text()
+    assert text.count('src="figK.png"') == 1 and "data:image" not in text
+    assert text.index('src="figK.png"') < text.index("after the figure")
+    assert "Other figures" not in text
+    nbval = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                            "--nbval-sanitize-with", str(config.PROJECT_ROOT / "tests" / "nbval_sanitize.cfg"),
+                            str(build / "01_kernel.ipynb")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert nbval.returncode == 0 and "1 passed" in nbval.stdout, nbval.stdout[-3000:]
+
+
+def test_report_figure_outside_ipython_displays_nothing(tmp_path, capsys):
+    fig, ax = plt.subplots()
+    paths = report.Report("nb", "smoke", out_dir=tmp_path).figure(fig, "f")
+    plt.close(fig)
+    assert [p.name for p in paths] == ["f.png", "f.pdf"] and capsys.readouterr().out == ""
 
 
 def test_cli_writes_the_page(tmp_path, capsys):
@@ -159,13 +238,37 @@ def test_every_figure_loads_in_headless_chromium(tmp_path):
     assert (ARTIFACTS / "webpage_synthetic.png").stat().st_size > 10_000
 
 
-@needs_chromium
-def test_smoke_profile_page_loads_every_figure(tmp_path):
-    """The real smoke page (when `make paper PROFILE=smoke` has run): every PNG of paper_figures/smoke loads."""
+def _smoke_page(tmp_path):
+    """The real smoke page, built beside the test (the real one untouched), with its folders."""
     build, figs = config.BUILD_DIR / "smoke", config.figures_dir("smoke")
     if not webpage.notebook_paths(build) or not list(figs.glob("*.png")):
-        pytest.skip("no executed smoke notebooks yet (make paper PROFILE=smoke)")
-    page = webpage.build("smoke", out=tmp_path / "index.html")   # beside the test, the real page untouched
+        message = f"no executed smoke notebooks in {build} or no figures in {figs} (make paper PROFILE=smoke)"
+        if REQUIRE_SMOKE:
+            pytest.fail(message + ": CAUSADV_REQUIRE_SMOKE=1 (make test builds them before pytest)")
+        pytest.skip(message)
+    return webpage.build("smoke", out=tmp_path / "index.html"), build, figs
+
+
+def test_smoke_profile_page_shows_every_figure_at_its_output(tmp_path):
+    """Every figure a smoke notebook saved is shown by one of its outputs, and the page puts the PNG there:
+    each PNG of the folder once, none left to "Other figures of this notebook"."""
+    page, build, figs = _smoke_page(tmp_path)
+    text = page.read_text()
+    for path in webpage.notebook_paths(build):
+        listed = json.loads((figs / f"{path.stem}.json").read_text())["figures"]
+        shown = webpage.figure_outputs(nbformat.read(path, as_version=4).cells)
+        assert sorted(shown) == sorted(listed), (f"{path.name}: figures saved {listed}, shown {sorted(shown)} "
+                                                 "(executed by an older causadv? make paper PROFILE=smoke)")
+    assert "Other figures of this notebook" not in text
+    prefix = os.path.relpath(figs, tmp_path).replace(os.sep, "/") + "/"
+    for png in sorted(figs.glob("*.png")):
+        assert text.count(f'src="{html.escape(prefix + png.name)}"') == 1, f"{png.name} not on the page once"
+
+
+@needs_chromium
+def test_smoke_profile_page_loads_every_figure(tmp_path):
+    """The real smoke page: every PNG of paper_figures/smoke loads in headless Chromium."""
+    page, build, figs = _smoke_page(tmp_path)
     res = _chromium(page, tmp_path, ARTIFACTS / "webpage_smoke.png")
     prefix = os.path.relpath(figs, tmp_path).replace(os.sep, "/") + "/"
     widths = _loaded(res, figs, prefix)
