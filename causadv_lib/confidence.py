@@ -24,7 +24,7 @@ name        score (larger = suspicious)  what it is
 Direction: the conventional one, fixed in advance and never chosen from adversarial labels: **low
 confidence = suspicious** (Hendrycks & Gimpel: misclassified and out-of-distribution inputs get lower
 p_max). An attack that makes the model *more* confident than on clean images (iterative attacks do)
-then gets an AUC below 0.5; the two-sided score of `metrics.two_sided_score` (direction from clean
+then gets an AUC below 0.5; the two-sided score of `metrics.clean_tail_score` (direction from clean
 images only) is the honest alternative, reported beside it.
 
     >>> z = np.array([[20.0, 0, 0], [30.0, 0, 0]], np.float32)   # float32 softmax: p_max == 1.0 for both

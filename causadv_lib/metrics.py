@@ -8,7 +8,7 @@ of `detection_row` say how many remained. Infinite scores are always refused.
 
 Empty inputs: a scalar metric with no clean or no adversarial score left is NaN, meaning "undefined:
 nothing to compare" (`detection_row` shows which side is empty through ``n_clean`` / ``n_adv``);
-`roc_curve` and `two_sided_score`, which have nothing to return then, raise ValueError.
+`roc_curve` and `clean_tail_score`, which have nothing to return then, raise ValueError.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import numpy as np
 from sklearn import metrics as _skm
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from . import checks
 
 NAN_POLICIES = ("raise", "omit")
 
@@ -117,7 +119,7 @@ def attack_success_rate(success) -> float:
     return float(arr.astype(bool).mean())
 
 
-def two_sided_score(clean_scores, scores) -> np.ndarray:
+def clean_tail_score(clean_scores, scores) -> np.ndarray:
     """How far into either tail of the clean score distribution each of `scores` lies, in [0, 1).
 
     With the mid-rank empirical CDF of the clean scores, F(x) = (#(clean < x) + #(clean == x) / 2 + 1/2)
@@ -136,17 +138,19 @@ def two_sided_score(clean_scores, scores) -> np.ndarray:
     return np.where(np.isnan(x), np.nan, out)
 
 
-def bootstrap_ci(clean_scores, adv_scores, metric=roc_auc, n_boot: int = 1000, alpha: float = 0.05,
-                 seed: int = 0, nan_policy: str = "raise") -> tuple[float, float]:
-    """Percentile bootstrap interval (1 - alpha) of `metric(clean, adv)`, resampling each side apart."""
+def bootstrap_interval(clean_scores, adv_scores, metric=roc_auc, n_boot: int = 1000, alpha: float = 0.05,
+                       seed: int = 0, nan_policy: str = "raise") -> tuple[float, float]:
+    """Percentile bootstrap interval (1 - alpha) of `metric(clean, adv)`, resampling each side apart
+    (a confidence interval of the metric; "CI" in this package means counterfactual information)."""
+    n_boot = checks.positive_int(n_boot, "n_boot")
+    alpha = checks.level(alpha, "alpha")
+    seed = checks.seed(seed)
     clean = _scores(clean_scores, "clean_scores", nan_policy)
     adv = _scores(adv_scores, "adv_scores", nan_policy)
     if clean.size == 0 or adv.size == 0:
         return math.nan, math.nan
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha: expected a level in (0, 1), got {alpha!r}")
     rng = np.random.default_rng(seed)
-    vals = np.array([metric(rng.choice(clean, clean.size), rng.choice(adv, adv.size)) for _ in range(int(n_boot))])
+    vals = np.array([metric(rng.choice(clean, clean.size), rng.choice(adv, adv.size)) for _ in range(n_boot)])
     lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 
@@ -213,6 +217,8 @@ def bootstrap_aucs(y, scores, groups=None, n_boot: int = 1000, seed: int = 0) ->
     replacement, and keeps every sample of a drawn group once per draw; the AUC is exact (ties count 1/2).
     A resample without both classes gives NaN. Seeded: the same seed gives the same replicates.
     """
+    n_boot = checks.positive_int(n_boot, "n_boot")
+    seed = checks.seed(seed)
     y = np.asarray(y)
     s = np.asarray(scores, np.float64)
     s = s[:, None] if s.ndim == 1 else s
@@ -307,11 +313,12 @@ def logistic_cv_comparison(X_base, X_extra, y, groups=None, *, n_splits: int = 5
     ``n_pos``, ``n_splits``, ``auc_base``, ``auc_extra``, ``auc_both``, ``delta`` and ``*_lo``/``*_hi``
     for each; all NaN when a class has fewer than 2 samples.
     """
+    checks.integer(n_splits, "n_splits", minimum=2)
+    checks.positive_int(n_boot, "n_boot")
+    checks.level(alpha, "alpha")
     y = np.asarray(y)
     Xb, Xe = np.asarray(X_base, np.float64), np.asarray(X_extra, np.float64)
     Xb, Xe = (Xb[:, None] if Xb.ndim == 1 else Xb), (Xe[:, None] if Xe.ndim == 1 else Xe)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha: expected a level in (0, 1), got {alpha!r}")
     n_neg, n_pos = int((y == 0).sum()), int((y == 1).sum())
     k = min(int(n_splits), n_neg, n_pos)
     out = {"n_neg": n_neg, "n_pos": n_pos, "n_splits": k if k >= 2 else 0}
@@ -331,7 +338,7 @@ def logistic_cv_comparison(X_base, X_extra, y, groups=None, *, n_splits: int = 5
 
 
 def two_sided_scores(clean_scores, adv_scores, nan_policy: str = "raise") -> tuple[np.ndarray, np.ndarray]:
-    """`two_sided_score` of the clean and the adversarial scores, the clean ones leave-one-out.
+    """`clean_tail_score` of the clean and the adversarial scores, the clean ones leave-one-out.
 
     An adversarial score is placed in the distribution of all n clean scores; a clean score in that of
     the other n - 1 clean scores (it never defines its own tail), so the clean side of an ROC built on
@@ -345,4 +352,4 @@ def two_sided_scores(clean_scores, adv_scores, nan_policy: str = "raise") -> tup
     below = np.searchsorted(srt, clean, side="left")
     equal = np.searchsorted(srt, clean, side="right") - below      # includes the sample itself
     cdf = (below + 0.5 * (equal - 1) + 0.5) / clean.size           # mid-rank CDF among the n - 1 others
-    return 1.0 - 2.0 * np.minimum(cdf, 1.0 - cdf), two_sided_score(clean, adv)
+    return 1.0 - 2.0 * np.minimum(cdf, 1.0 - cdf), clean_tail_score(clean, adv)

@@ -144,7 +144,7 @@ def test_two_sided_scores_leave_one_out_and_direction_free():
     assert ta[0] == pytest.approx(ta[2]) and ta[0] > ta[1]   # both tails alike
     for i in range(clean.size):                         # clean i against the others only
         others = np.delete(clean, i)
-        assert tc[i] == pytest.approx(mt.two_sided_score(others, clean[i:i + 1])[0])
+        assert tc[i] == pytest.approx(mt.clean_tail_score(others, clean[i:i + 1])[0])
     with pytest.raises(ValueError, match="at least 2"):
         mt.two_sided_scores([1.0], [2.0])
     tc, _ = mt.two_sided_scores([1.0, 1.0, 1.0], [1.0])

@@ -124,26 +124,26 @@ def test_attack_success_rate():
 
 def test_two_sided_score():
     clean = np.arange(1.0, 100.0)                            # 1..99, median 50
-    s = mt.two_sided_score(clean, [50.0, 25.0, 75.0, -1e9, 1e9, np.nan])
+    s = mt.clean_tail_score(clean, [50.0, 25.0, 75.0, -1e9, 1e9, np.nan])
     assert s[0] == 0.0
     assert s[1] == pytest.approx(s[2])                       # symmetric tails
     assert 0 < s[1] < s[3] and s[3] == s[4] < 1
     assert np.isnan(s[5])
     # scale-free: only the clean ranks matter
-    assert np.allclose(mt.two_sided_score(clean * 10 - 3, [497.0, -1e9]), s[[0, 3]])
+    assert np.allclose(mt.clean_tail_score(clean * 10 - 3, [497.0, -1e9]), s[[0, 3]])
     # both tails of the clean distribution are detected: AUC of a two-sided shift
     rng = np.random.default_rng(0)
     ref, c = rng.normal(size=500), rng.normal(size=200)
     adv = np.r_[rng.normal(-4, 1, 100), rng.normal(4, 1, 100)]
-    assert mt.roc_auc(mt.two_sided_score(ref, c), mt.two_sided_score(ref, adv)) > 0.95
+    assert mt.roc_auc(mt.clean_tail_score(ref, c), mt.clean_tail_score(ref, adv)) > 0.95
     assert mt.roc_auc(c, adv) == pytest.approx(0.5, abs=0.1)
     with pytest.raises(ValueError, match="clean_scores: empty"):
-        mt.two_sided_score([], [1.0])
+        mt.clean_tail_score([], [1.0])
 
 
 def test_bootstrap_ci_brackets_the_estimate():
     rng = np.random.default_rng(3)
     c, a = rng.normal(size=60), rng.normal(1, 1, 60)
-    lo, hi = mt.bootstrap_ci(c, a, n_boot=200, seed=1)
+    lo, hi = mt.bootstrap_interval(c, a, n_boot=200, seed=1)
     assert lo < mt.roc_auc(c, a) < hi
-    assert (lo, hi) == mt.bootstrap_ci(c, a, n_boot=200, seed=1)
+    assert (lo, hi) == mt.bootstrap_interval(c, a, n_boot=200, seed=1)
