@@ -27,7 +27,7 @@ OUT := $(if $(filter paper,$(PROFILE)),build,build/$(PROFILE))
 EXECUTED := $(NAMES:%=$(OUT)/%.ipynb)
 LIB := $(shell find causadv_lib -name '*.py') $(wildcard data_manifest/*.json data_manifest/samples/*.txt)
 
-.PHONY: paper test pytest smoke nbval data zoo-check lab samples env clean
+.PHONY: clean-cache paper test pytest smoke nbval data zoo-check lab samples env clean
 paper: $(EXECUTED)
 	@{ printf 'notebook\tseconds\n'; for n in $(NAMES); do test -f $(OUT)/$$n.seconds && printf '%s\t%s\n' $$n "$$(cat $(OUT)/$$n.seconds)"; done; } > $(OUT)/timings.tsv
 	@echo "wall time of each notebook's last execution ($(OUT)/timings.tsv):"
@@ -112,6 +112,10 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
 	jupytext --sync $(NOTEBOOKS)
 	jupyter lab --notebook-dir=. $(LAB_FLAGS) build/lab
+
+# Temporary files left by writers killed mid-write (kill -9); a later write to the same entry removes them too.
+clean-cache: $(STAMP)
+	$(PY) -m causadv_lib.cache
 
 clean:
 	rm -rf build

@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import config
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, remove_orphans
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -252,3 +252,15 @@ def cached(namespace: str, key_parts: Iterable, compute: Callable[[], dict], *, 
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     save(namespace, k, arrays)
     return arrays
+
+
+def clean_orphans() -> int:
+    """Remove the temporary files that killed writers left in every namespace of the cache (``make
+    clean-cache``); returns how many. Entries and live writers' files are kept."""
+    root = config.cache_dir()
+    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return sum(remove_orphans(f) for f in folders)
+
+
+if __name__ == "__main__":
+    print(f"{clean_orphans()} orphaned temporary files removed from {config.cache_dir()}")

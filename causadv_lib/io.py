@@ -81,6 +81,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def plain_name(name, what: str = "name") -> str:
+    """`name` if it is a plain file name (no folder, no ``..``, not absolute, not hidden), else a ValueError
+    naming it: an output name can never write outside the folder it is meant for."""
+    if not isinstance(name, str) or not name or name in (".", "..") or name.startswith(".") or "\0" in name \
+            or "/" in name or "\\" in name or (os.altsep and os.altsep in name) or os.path.isabs(name):
+        raise ValueError(f"{what} {name!r}: expected a plain file name (letters, digits, '_', '-', '.'; no folder, "
+                         "no '..', not absolute, not hidden)")
+    return name
+
+
 def to_jsonable(value: Any) -> Any:
     """Plain-JSON version of numpy scalars/arrays, tuples and paths (NaN becomes None)."""
     if isinstance(value, dict):

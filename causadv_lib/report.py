@@ -16,21 +16,22 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import __version__, config
-from .io import atomic_write_bytes, to_jsonable
-from .text import interval, num, percent  # noqa: F401  (formatting for notebooks' prose: one home, text.py)
+from .io import atomic_write_bytes, plain_name, to_jsonable
+from .text import interval, markdown_text, num, percent  # noqa: F401  (num, percent, interval: for notebooks)
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | None = None) -> str:
-    """A GitHub-flavoured Markdown table of `rows` (dicts) restricted to `columns`."""
+    """A GitHub-flavoured Markdown table of `rows` (dicts) restricted to `columns`; every header, cell and the
+    caption go through `text.markdown_text` (shown as they are, never as markup)."""
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.2e}" if 0 < abs(v) < 1e-3 else f"{v:.4f}"
-        return "" if v is None else str(v)
+        return markdown_text(v)
 
     lines = []
     if caption:
-        lines += [f"**{caption}**", ""]
-    lines.append("| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |")
+        lines += [f"**{markdown_text(caption)}**", ""]
+    lines.append("| " + " | ".join(markdown_text(c) for c in columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
         lines.append("| " + " | ".join(cell(row.get(c)) for c in columns) + " |")
@@ -79,7 +80,7 @@ class Report:
 
     def __init__(self, notebook: str, profile: str, out_dir: Path | None = None):
         config.get_profile(profile)  # validates the name
-        self.notebook = notebook
+        self.notebook = plain_name(notebook, "notebook name")
         self.profile = profile
         self.out_dir = Path(out_dir) if out_dir is not None else config.figures_dir(profile)
         self.results: dict[str, Any] = {
@@ -100,6 +101,7 @@ class Report:
     def table(self, name: str, rows: Iterable[dict], columns: Sequence[str] | None = None,
               caption: str | None = None) -> str:
         """Record `rows` under `name` and write NAME.csv and NAME.md; returns the Markdown."""
+        plain_name(name, "table name")
         rows = [to_jsonable(dict(r)) for r in rows]
         columns = list(columns) if columns is not None else list(rows[0]) if rows else []
         self.results["tables"][name] = {"columns": columns, "rows": rows, "caption": caption}
@@ -114,6 +116,7 @@ class Report:
 
     def side_table(self, name: str, rows: Iterable[dict], columns: Sequence[str], caption: str | None = None) -> str:
         """Write NAME.md only, kept out of the results JSON (e.g. run times, which are not reproducible)."""
+        plain_name(name, "table name")
         md = markdown_table(list(rows), columns, caption)
         atomic_write_bytes(self.out_dir / f"{name}.md", md.encode())
         return md
@@ -122,6 +125,7 @@ class Report:
         """Save a matplotlib figure as NAME.png and NAME.pdf (no dates in the metadata) and, under IPython,
         display it: one image output (the PNG just written) whose display metadata names it
         (`figure_display`), where the web page places the figure. A notebook calls no ``plt.show()`` after it."""
+        plain_name(name, "figure name")
         paths, files = [], {}
         for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
             buf = io.BytesIO()

@@ -15,3 +15,13 @@ def percent(v) -> str:
 def interval(row: dict, key: str, nd: int = 2) -> str:
     """``row[key] [row[key_lo], row[key_hi]]``: an estimate with its interval."""
     return f"{num(row[key], nd)} [{num(row[key + '_lo'], nd)}, {num(row[key + '_hi'], nd)}]"
+
+
+def markdown_text(value) -> str:
+    """`value` as text that Markdown (and the HTML it becomes) shows as it is, the one escaping rule of every
+    rendered table cell, header and caption: ``&`` and ``<`` become entities, so no tag, comment or entity can
+    form from data (a class name ``<img src=x onerror=...>`` shows as those characters); ``|`` is escaped so
+    it cannot split a table row; line breaks become spaces, so a cell cannot end its row."""
+    s = "" if value is None else str(value)
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+    return " ".join(s.splitlines()) if ("\n" in s or "\r" in s) else s

@@ -66,3 +66,50 @@ def test_live_writers_temporary_file_is_kept(tmp_path):
 def test_to_jsonable():
     v = io.to_jsonable({"a": np.float32(1.5), "b": (np.arange(2), Path("x")), 3: math.nan})
     assert v == {"a": 1.5, "b": [[0, 1], "x"], "3": None}
+
+
+@pytest.mark.parametrize("bad", ["../../x", "/tmp/x", "a/b", "a\\b", "..", ".", "", ".hidden", "x\0y", None, 3])
+def test_output_names_are_plain(bad):
+    with pytest.raises(ValueError, match="plain file name"):
+        io.plain_name(bad, "table name")
+
+
+def test_report_refuses_names_that_escape_its_folder(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from causadv_lib import report
+    rep = report.Report("nb", "smoke", out_dir=tmp_path / "out")
+    fig = plt.figure()
+    for call in (lambda: rep.figure(fig, "../../x"), lambda: rep.table("../../x", [{"a": 1}]),
+                 lambda: rep.table("/tmp/abs", [{"a": 1}]), lambda: rep.side_table("../x", [], ["a"])):
+        with pytest.raises(ValueError, match="plain file name"):
+            call()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="notebook name '../../x'"):
+        report.Report("../../x", "smoke", out_dir=tmp_path)
+    assert not any(tmp_path.rglob("*")) or all(p.is_relative_to(tmp_path / "out") for p in tmp_path.rglob("*.*"))
+    assert not (tmp_path.parent / "x.png").exists()
+
+
+def test_markdown_shows_what_the_data_says():
+    from causadv_lib import report
+    md = report.markdown_table([{"class": "<img src=x onerror=alert(2)>", "n": "a|b\nc", "x": "A & B"}],
+                               ["class", "n", "x"], caption="<script>1</script>")
+    assert "<img" not in md and "<script" not in md and "&lt;img src=x onerror=alert(2)>" in md
+    lines = md.splitlines()
+    assert lines[0] == "**&lt;script>1&lt;/script>**"
+    assert lines[-1] == "| &lt;img src=x onerror=alert(2)> | a\\|b c | A &amp; B |"    # one row, three cells
+
+
+def test_clean_cache_removes_orphans_in_every_namespace(tmp_path, monkeypatch):
+    from causadv_lib import cache
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
+    dead = 2 ** 22 + 12345           # above the default pid_max: never a live process
+    for ns in ("ci", "attacks"):
+        (tmp_path / ns).mkdir()
+        (tmp_path / ns / f".e.npz.{io._HOST}.{dead}.abc.tmp").write_bytes(b"x")
+        (tmp_path / ns / "e.npz").write_bytes(b"kept")
+    assert cache.clean_orphans() == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["attacks", "ci", "e.npz", "e.npz"]
