@@ -15,10 +15,10 @@ SEED_LIMIT = 2 ** 32
 def integer(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """`value` as an int within [minimum, maximum], or a ValueError naming `name` (bools and floats refused)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise ValueError(f"{name}={value!r}; expected an integer" + _range(minimum, maximum))
+        raise ValueError(f"{name}: expected an integer{_range(minimum, maximum)}, got {value!r}")
     v = int(value)
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-        raise ValueError(f"{name}={value!r}; expected an integer" + _range(minimum, maximum))
+        raise ValueError(f"{name}: expected an integer{_range(minimum, maximum)}, got {value!r}")
     return v
 
 
@@ -43,7 +43,7 @@ def number(value, name: str, *, low: float | None = None, high: float | None = N
         lo = "" if low is None else ("(" if open_low else "[") + f"{low:g}"
         hi = "" if high is None else f"{high:g}" + (")" if open_high else "]")
         where = f" in {lo or '(-inf'}, {hi or 'inf)'}" if low is not None or high is not None else ""
-        raise ValueError(f"{name}={value!r}; expected a finite number{where}")
+        raise ValueError(f"{name}: expected a finite number{where}, got {value!r}")
     return v
 
 
@@ -55,6 +55,4 @@ def level(value, name: str) -> float:
 def _range(minimum, maximum) -> str:
     if minimum is not None and maximum is not None:
         return f" in [{minimum}, {maximum}]"
-    if minimum == 1:
-        return " >= 1 (a positive integer)"
     return f" >= {minimum}" if minimum is not None else (f" <= {maximum}" if maximum is not None else "")

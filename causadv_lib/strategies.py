@@ -59,6 +59,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from . import checks
 from .vocab import DATASETS, S1_NS, S2_THRESHOLD, S2_TOPK, S3_NS, S4_NMS, variant_name
 
 
@@ -161,9 +162,7 @@ def _check_predicted(predicted, n: int, n_classes: int) -> np.ndarray:
 
 
 def _check_int(value, name: str, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    return int(value)
+    return checks.integer(value, name, minimum=low)
 
 
 def _readonly(*arrays):
@@ -223,9 +222,7 @@ def s2_pearson(ci, predicted, proto, mode: str = "topk", k: int = S2_TOPK,
     zx = _standardised_rows(x)
     zp = _standardised_rows(np.where(valid[:, None], p, 0.0))
     if mode == "threshold":
-        threshold = float(threshold)
-        if not -1.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold: expected a correlation in [-1, 1], got {threshold!r}")
+        threshold = checks.number(threshold, "threshold", low=-1.0, high=1.0)
         rho = np.clip((zx * zp[pred]).sum(axis=1), -1.0, 1.0)
         return _result(variant_name("s2", mode=mode, threshold=threshold), "s2", {"mode": mode, "threshold": threshold},
                        rho < threshold, -rho, counted, rho, "Pearson rho with the predicted class's prototype",
