@@ -154,22 +154,24 @@ def zero_share_rows(by_definition: dict, meta: dict) -> list[dict]:
     return rows
 
 
+def _roc_rows(samples: dict, meta: dict, names: dict, score, fixed: str) -> list[dict]:
+    """ROC rows of every score of `names` x direction (`fixed` = FIXED's label, TWO_SIDED) x attack;
+    ``score(samples, name)`` gives a group's scores."""
+    clean = samples[CLEAN]
+    return [dict(meta) | {"strategy": name, "score": label, "direction": fixed if direction == FIXED else direction,
+                          "attack": key.label}
+            | roc_row(score(clean, name), score(adv, name), direction)
+            for name, label in names.items() for direction in (FIXED, TWO_SIDED) for key, adv in attacks(samples)]
+
+
 def confidence_roc_rows(samples: dict, meta: dict) -> list[dict]:
     """ROC rows of every confidence score x direction (FIXED = low confidence suspicious, TWO_SIDED) x attack."""
-    clean = samples[CLEAN]
-    return [dict(meta) | {"strategy": name, "score": SCORE_NAMES[name],
-                          "direction": "conventional" if direction == FIXED else direction, "attack": key.label}
-            | roc_row(clean.confidence_score(name), adv.confidence_score(name), direction)
-            for name in SCORES for direction in (FIXED, TWO_SIDED) for key, adv in attacks(samples)]
+    return _roc_rows(samples, meta, {n: SCORE_NAMES[n] for n in SCORES}, Samples.confidence_score, "conventional")
 
 
 def strategy_roc_rows(samples: dict, meta: dict) -> list[dict]:
     """ROC rows of every CI score x direction (FIXED = the paper's, TWO_SIDED) x attack."""
-    clean = samples[CLEAN]
-    return [dict(meta) | {"strategy": v, "score": CI_NAMES[v],
-                          "direction": "paper" if direction == FIXED else direction, "attack": key.label}
-            | roc_row(clean.ci_score(v), adv.ci_score(v), direction)
-            for v in CI_VARIANTS for direction in (FIXED, TWO_SIDED) for key, adv in attacks(samples)]
+    return _roc_rows(samples, meta, {v: CI_NAMES[v] for v in CI_VARIANTS}, Samples.ci_score, "paper")
 
 
 def binned_rows(samples: dict, meta: dict, n_bins: int = 4, with_confidence: bool = False) -> tuple[list, list]:
