@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from art.defences import preprocessor
 
-from . import ci, config, zoo
+from . import checks, ci, config, zoo
 
 __all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "check_pixels", "purify", "predict",
            "recovered"]
@@ -187,6 +187,7 @@ def purify(purifier, pixels, *, seed: int = config.SEED, index=None) -> np.ndarr
     `index` (N,) names each image for the noise seed (default 0..N-1); deterministic per (seed, index).
     """
     p = get(purifier)
+    seed = checks.seed(seed)
     x = check_pixels(pixels, what=f"purifier {p.name}")
     pre = p.art()
     if pre is None or len(x) == 0:
@@ -199,7 +200,7 @@ def purify(purifier, pixels, *, seed: int = config.SEED, index=None) -> np.ndarr
     state = np.random.get_state()
     try:
         for i, k in enumerate(idx):
-            np.random.seed([int(seed) & 0xFFFFFFFF, _NOISE_STREAM, int(k) & 0xFFFFFFFF])
+            np.random.seed([seed, _NOISE_STREAM, int(k)])
             out[i] = pre(x[i:i + 1])[0][0]
     finally:
         np.random.set_state(state)

@@ -80,6 +80,9 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs
         out = keras.layers.Softmax(name=_free_name(model, "probs"))(logits)
         model = keras.Model(model.inputs[0], out, name=model.name)
     n_out = model.outputs[0].shape[-1]
+    if n_out is None or n_out < 2:
+        raise ValueError(f"custom model {name!r}: {n_out} output class(es); a classifier needs at least 2 classes "
+                         "(attacks, targeted or not, and the prototypes compare classes)")
     classes = tuple(str(i) for i in range(n_out)) if class_names is None else tuple(class_names)
     if len(classes) != n_out:
         raise ValueError(f"custom model {name!r}: {len(classes)} class names for {n_out} outputs")
@@ -91,5 +94,27 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs
                          f"model: {e}") from None
     if dataset is not None and dataset not in DATASETS:
         raise ValueError(f"custom model {name!r}: dataset {dataset!r}; expected one of {DATASETS} or None")
-    return ZooModel(name, model, preprocess, classes, ci, tuple(model.input_shape[1:]), dataset, normalize,
-                    geometry, outputs=outputs)
+    input_shape = tuple(model.input_shape[1:])
+    if normalize is not None:
+        _check_normalize(name, normalize, input_shape)
+    return ZooModel(name, model, preprocess, classes, ci, input_shape, dataset, normalize, geometry, outputs=outputs)
+
+
+def _check_normalize(name: str, normalize, input_shape) -> None:
+    """`normalize` must map float pixels in [0, 255] to finite model inputs of the same image size: checked on
+    a black, a white and a mid-grey image, so a ``p / 0.0`` is refused here and not found by an attack."""
+    if not callable(normalize):
+        raise ValueError(f"custom model {name!r}: normalize must be a callable (float pixels in [0, 255] -> model "
+                         f"inputs), got {normalize!r}")
+    probe = np.stack([np.full(input_shape, v, np.float32) for v in (0.0, 127.5, 255.0)])
+    try:
+        out = np.asarray(normalize(probe))
+    except Exception as e:  # noqa: BLE001 - the user's function: say which call failed
+        raise ValueError(f"custom model {name!r}: normalize failed on float pixels of shape {probe.shape}: "
+                         f"{type(e).__name__}: {e}") from e
+    if out.shape != probe.shape[:1] + tuple(input_shape):
+        raise ValueError(f"custom model {name!r}: normalize maps pixels of shape {probe.shape} to {out.shape}; "
+                         f"expected (N, {', '.join(map(str, input_shape))})")
+    if not np.issubdtype(out.dtype, np.number) or not np.isfinite(out).all():
+        raise ValueError(f"custom model {name!r}: normalize returns non-finite values (NaN or Inf) on black, grey "
+                         "and white images; it must map every pixel value in [0, 255] to a finite model input")
