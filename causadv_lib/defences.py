@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import config
+from . import config, runner
 
 __all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "check_pixels", "purify", "predict",
            "recovered", "DefenceResult", "evaluate", "table_rows", "PAPER_TABLE4", "paper_table4"]
@@ -214,14 +214,12 @@ def purify(purifier, pixels, *, seed: int = config.SEED, index=None) -> np.ndarr
 
 def predict(zm, pixels, purifier="none", *, seed: int = config.SEED, index=None, batch_size: int = 64) -> np.ndarray:
     """(N, classes) float32 probabilities of the model on `pixels` after `purifier`."""
-    from . import ci
-
     zm = _check_model(zm)
     x = check_pixels(pixels, zm.input_shape, what=f"model {_model_name(zm)}")
     if len(x) == 0:
         return np.zeros((0, len(zm.class_names)), np.float32)
     x = purify(purifier, x, seed=seed, index=index)
-    return ci.predict_probabilities(zm.model, zm.normalize(x), batch_size=batch_size)
+    return runner.probabilities(zm.model, zm.normalize(x), batch_size=batch_size)
 
 
 def recovered(zm, pixels, labels, purifier, *, seed: int = config.SEED, index=None) -> np.ndarray:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import config
+from . import config, runner
 
 #: display names
 ATTACK_LABELS = {"fgsm": "FGSM", "bim": "BIM", "pgd": "PGD"}
@@ -510,12 +510,10 @@ def paper_for(table: str, setup: Setup, eps: float) -> dict | None:
 # ------------------------------------------------------------------ logits, other CI definitions
 @functools.cache
 def _logits(setup: Setup, key: AttackKey | None) -> np.ndarray:
-    from . import ci
-
     zm = _zoo(setup)
     pixels = _clean(setup).pixels if key is None else adversarial(setup, key).result.adversarial
     with _timed(setup, "logits", "clean" if key is None else key.full_label):
-        _, z = ci.predict_with_logits(zm.model, zm.normalize(pixels))
+        _, z = runner.with_logits(zm.model, zm.normalize(pixels))
     if z is None:
         raise ValueError(f"{setup.model}: the model's logits cannot be read (no Dense before its softmax)")
     z.setflags(write=False)
