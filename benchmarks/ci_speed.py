@@ -5,8 +5,8 @@
 
 Prints one line per model:
 ``MODEL forward_ms=.. ci_ms=.. ratio=.. generic_ms=.. naive_ms=.. speedup_vs_naive=..``
-(all per image). ``forward_ms``: the model's compiled forward pass (`ci.predict_probabilities`), which
-runs the same canonical micro-batches as the CI (`ci.MICRO_BATCH` images per call, whatever the
+(all per image). ``forward_ms``: the model's compiled forward pass (`runner.probabilities`), which
+runs the same canonical micro-batches as the CI (`runner.MICRO_BATCH` images per call, whatever the
 caller's batch size). ``ci_ms``: `ci.counterfactual_information` with ``method="auto"`` (the closed
 form on all four models) in its canonical layout: the trunk on MICRO_BATCH images per call, the head on
 `ci.images_per_call` images (a divisor of it within the head budget), so that every CI vector is
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from causadv_lib import ci, config  # noqa: E402
+from causadv_lib import ci, config, runner  # noqa: E402
 
 #: model -> (images timed for forward and CI, images for generic, (filters, images) for naive)
 PLAN = {
@@ -83,7 +83,7 @@ def bench(name: str, repeats: int) -> dict:
     K = ci.num_filters(model, layer)
     path = ci.closed_form_pattern(model, layer) or "generic"
     batch = ci.images_per_call(model, layer)           # images per head call (the trunk: ci.MICRO_BATCH)
-    forward = lambda: ci.predict_probabilities(model, x, batch_size=BATCH)  # noqa: E731
+    forward = lambda: runner.probabilities(model, x, batch_size=BATCH)  # noqa: E731
     fast = lambda: ci.counterfactual_information(model, x, layer, batch_size=BATCH, progress=False)  # noqa: E731
     forward(), fast()                                   # warm-up (tracing) for both
     f_s, c_s = [], []

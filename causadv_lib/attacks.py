@@ -58,6 +58,7 @@ import numpy as np
 
 from . import __version__, config
 from . import cache as ccache
+from . import keras_graph as kg
 
 __all__ = ["SETTINGS", "ATTACKS", "AttackResult", "generate", "target_classes", "art_classifier",
            "CompiledGradientClassifier", "attack_parameters"]
@@ -189,14 +190,15 @@ def target_classes(labels, num_classes: int, seed: int = config.SEED) -> np.ndar
 
 
 # --------------------------------------------------------------------------- model in pixel space
-def _final_softmax(model):
-    from .zoo import _is_softmax, _producer
-
-    last = _producer(model, model.outputs[0])
-    if last is None or not _is_softmax(last):
+def _logits_tensor(model):
+    """The logits: the input of the model's final softmax layer (`keras_graph.logits_of`), in its own graph."""
+    lg = kg.logits_of(model)
+    if lg.kind != "softmax_input":
+        last = kg.producer(kg.nodes(kg.functional(model)), model.outputs[0])
         raise ValueError(f"{model.name}: attacks need a model ending in a Softmax layer (its input are the "
-                         f"logits), got {type(last).__name__}; see zoo.custom / zoo.split_softmax")
-    return last
+                         f"logits), got {type(None if last is None else last.operation).__name__}; see "
+                         "zoo.custom / zoo.split_softmax")
+    return lg.tensor
 
 
 def _affine_normalize(zm) -> tuple[np.ndarray, np.ndarray]:
@@ -308,7 +310,7 @@ def art_classifier(zoo_model, compiled: bool = True):
     A, b = _affine_normalize(zm)
     entry = _CLASSIFIERS.get(zm.model)
     if entry is None or not (np.array_equal(entry["A"], A) and np.array_equal(entry["b"], b)):
-        logits_model = keras.Model(zm.model.inputs, _final_softmax(zm.model).input, name=f"{zm.model.name}_logits")
+        logits_model = keras.Model(zm.model.inputs, _logits_tensor(zm.model), name=f"{zm.model.name}_logits")
         entry = {"A": A, "b": b, "net": _PixelLogits(logits_model, A, b)}
         _CLASSIFIERS[zm.model] = entry
     kind = "compiled" if compiled else "plain"

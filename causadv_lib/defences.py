@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from art.defences import preprocessor
 
-from . import checks, ci, config, zoo
+from . import checks, config, runner, zoo
 
 __all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "check_pixels", "purify", "predict",
            "recovered"]
@@ -214,7 +214,7 @@ def predict(zm, pixels, purifier="none", *, seed: int = config.SEED, index=None,
     if len(x) == 0:
         return np.zeros((0, len(zm.class_names)), np.float32)
     x = purify(purifier, x, seed=seed, index=index)
-    return ci.predict_probabilities(zm.model, zm.normalize(x), batch_size=batch_size)
+    return runner.probabilities(zm.model, zm.normalize(x), batch_size=batch_size)
 
 
 def recovered(zm, pixels, labels, purifier, *, seed: int = config.SEED, index=None) -> np.ndarray:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import attacks, ci, config, data, preprocess, samples, zoo
+from . import attacks, ci, config, data, preprocess, runner, samples, zoo
 from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
@@ -358,7 +358,7 @@ def _logits(setup: Setup, key: AttackKey | None) -> np.ndarray:
     zm = _zoo(setup)
     pixels = _clean(setup).pixels if key is None else adversarial(setup, key).attack_result.adversarial
     with _timed(setup, "logits", "clean" if key is None else key.full_label):
-        _, z = ci.predict_with_logits(zm.model, zm.normalize(pixels))
+        _, z = runner.with_logits(zm.model, zm.normalize(pixels))
     if z is None:
         raise ValueError(f"{setup.model}: the model's logits cannot be read (no Dense before its softmax)")
     z.setflags(write=False)

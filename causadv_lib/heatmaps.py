@@ -33,15 +33,20 @@ from __future__ import annotations
 
 import weakref
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from . import keras_graph as kg
+from . import runner
 
 __all__ = ["METHODS", "MEASURES", "BATCH", "check_layer", "layer_shape", "activations", "layer_maps", "normalise", "upsample",
            "heatmaps", "gradcam", "agreement", "consistency"]
 
 METHODS = ("causal", "authors", "gradcam")
 MEASURES = ("cosine", "pearson")
-#: images per compiled call (fixed layout: short batches are padded)
-BATCH = 16
+#: images per compiled call: `runner.MICRO_BATCH` (fixed layout: short batches are padded)
+BATCH = runner.MICRO_BATCH
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -133,64 +138,31 @@ _FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _logits_tensor(model):
-    """The input of the model's final softmax (the logits), or ValueError naming the model."""
-    from . import keras_graph as kg
-
-    node = kg.producer(kg.nodes(kg.functional(model)), model.outputs[0])
-    if node is None or kg.softmax_kind(node) != "layer":
+    """The input of the model's final softmax layer (`keras_graph.logits_of`), or ValueError naming the model."""
+    lg = kg.logits_of(model)
+    if lg.kind != "softmax_input":
         raise ValueError(f"model {model.name}: Grad-CAM needs a model ending in a Softmax layer over the logits "
                          "(zoo models do; see zoo.custom)")
-    return node.input_tensors[0]
+    return lg.tensor
 
 
-def _fn(model, layer: str, kind: str):
-    """Compiled (acts) or (acts, Grad-CAM map) function of (inputs[, classes]), one per (model, layer, kind)."""
-    import keras
-    import tensorflow as tf
-
+def _gradcam_fn(model, layer: str):
+    """Compiled (acts, Grad-CAM map) function of (inputs, classes), one per (model, layer)."""
     per_model = _FNS.setdefault(model, {})
-    if (layer, kind) in per_model:
-        return per_model[(layer, kind)]
-    from . import keras_graph as kg
+    if layer in per_model:
+        return per_model[layer]
+    sub = keras.Model(model.inputs[0], [kg.output_of(model, layer), _logits_tensor(model)])
 
-    acts_t = kg.output_of(model, layer)
-    if kind == "acts":
-        sub = keras.Model(model.inputs[0], acts_t)
-
-        @tf.function(reduce_retracing=True)
-        def f(x):
-            return sub(x, training=False)
-    else:
-        sub = keras.Model(model.inputs[0], [acts_t, _logits_tensor(model)])
-
-        @tf.function(reduce_retracing=True)
-        def f(x, c):
-            with tf.GradientTape() as tape:
-                acts, logits = sub(x, training=False)
-                z = tf.gather(logits, c, batch_dims=1)
-            grads = tape.gradient(z, acts)
-            alpha = tf.reduce_mean(grads, axis=(1, 2))
-            return acts, tf.nn.relu(tf.einsum("nhwk,nk->nhw", acts, alpha))
-    per_model[(layer, kind)] = f
+    @tf.function(reduce_retracing=True)
+    def f(x, c):
+        with tf.GradientTape() as tape:
+            acts, logits = sub(x, training=False)
+            z = tf.gather(logits, c, batch_dims=1)
+        grads = tape.gradient(z, acts)
+        alpha = tf.reduce_mean(grads, axis=(1, 2))
+        return acts, tf.nn.relu(tf.einsum("nhwk,nk->nhw", acts, alpha))
+    per_model[layer] = f
     return f
-
-
-def _run(f, arrays: list[np.ndarray], n: int):
-    """Apply `f` to fixed-size padded batches of `arrays` (first: inputs); concatenate each output."""
-    outs = None
-    for i in range(0, n, BATCH):
-        parts = []
-        for a in arrays:
-            b = a[i:i + BATCH]
-            if len(b) < BATCH:
-                b = np.concatenate([b, np.repeat(b[-1:], BATCH - len(b), axis=0)])
-            parts.append(b)
-        res = f(*parts)
-        res = res if isinstance(res, (tuple, list)) else (res,)
-        take = min(BATCH, n - i)
-        vals = [np.asarray(r)[:take] for r in res]
-        outs = [[v] for v in vals] if outs is None else [o + [v] for o, v in zip(outs, vals)]
-    return [np.concatenate(o) for o in outs]
 
 
 def activations(zm, images, layer: str | None = None) -> np.ndarray:
@@ -200,7 +172,7 @@ def activations(zm, images, layer: str | None = None) -> np.ndarray:
     x = _pixels(zm, images, "activations")
     if len(x) == 0:
         return np.zeros((0, *_layer_output(zm, layer).shape[1:]), np.float32)
-    return _run(_fn(zm.model, layer, "acts"), [np.asarray(zm.normalize(x), np.float32)], len(x))[0]
+    return runner.activations(zm.model, zm.normalize(x), layer)
 
 
 # ------------------------------------------------------------------------------------------- maps
@@ -268,8 +240,8 @@ def heatmaps(zm, images, prototypes, classes, *, method: str = "causal", layer: 
 def _gradcam(zm, x, c, layer) -> np.ndarray:
     if len(x) == 0:
         return np.zeros((0, *_layer_output(zm, layer).shape[1:3]), np.float32)
-    f = _fn(zm.model, layer, "gradcam")
-    return _run(f, [np.asarray(zm.normalize(x), np.float32), c.astype(np.int32)], len(x))[1]
+    f = _gradcam_fn(zm.model, layer)
+    return runner.fixed_batches(f, [np.asarray(zm.normalize(x), np.float32), c.astype(np.int32)], BATCH)[1]
 
 
 def gradcam(zm, images, classes=None, *, layer: str | None = None, upsampled: bool = True) -> np.ndarray:
@@ -278,9 +250,7 @@ def gradcam(zm, images, classes=None, *, layer: str | None = None, upsampled: bo
     layer = check_layer(zm, layer)
     x = _pixels(zm, images, "Grad-CAM")
     if classes is None:
-        from . import ci
-
-        classes = ci.predict_probabilities(zm.model, zm.normalize(x)).argmax(axis=1) if len(x) else np.zeros(0, int)
+        classes = runner.probabilities(zm.model, zm.normalize(x)).argmax(axis=1) if len(x) else np.zeros(0, int)
     c = _check_classes(zm, classes, len(x))
     maps = normalise(_gradcam(zm, x, c, layer))
     return upsample(maps, zm.input_shape[:2]) if upsampled else maps

@@ -14,7 +14,10 @@ reads them, so that a Keras upgrade that moves them breaks here, loudly (`KerasI
 =================================== =========================================================
 
 On top of these, the graph helpers both modules share (one copy): `nodes`, `producer`,
-`consumers`, `softmax_kind`, `is_nested`, `find_layer`, `layer_paths`, `output_of` and `flatten`.
+`consumers`, `softmax_kind`, `is_nested`, `find_layer`, `layer_paths`, `output_of`, `flatten` and
+`graph_of` (the flattened graph, made once per model), `execute` (run calls on values); and the two
+rules every module reads a model by: where its logits are (`logits_of`, `find_logits`: the input of
+the final softmax) and its default CI layer (`default_ci_layer`: the last feature map with H x W > 1).
 A layer may be called several times (a shared head, or a model rebuilt from another's layers), so
 every helper works on *nodes* (calls) of one model's graph, never on ``layer.output`` or
 ``layer.input``, which are those of the layer's first call only.
@@ -22,14 +25,24 @@ every helper works on *nodes* (calls) of one model's graph, never on ``layer.out
 from __future__ import annotations
 
 import difflib
+import weakref
+from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 from keras import layers as L
 from keras import tree
 
 __all__ = ["KerasInternalsError", "functional", "nodes", "fill_in", "accepts_training", "call", "producer",
            "consumers", "softmax_kind", "layer_softmax_kind", "activation_name", "is_nested", "find_layer",
-           "layer_paths", "output_of", "flatten"]
+           "layer_paths", "output_of", "flatten", "graph_of", "execute", "Logits", "find_logits", "logits_of",
+           "dense_logits", "IDENTITY", "POOLING", "default_ci_layer"]
+
+#: layers that pass their input through in inference (dropout, noise, identity)
+IDENTITY = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
+            L.GaussianDropout, L.AlphaDropout, L.Identity, L.ActivityRegularization)
+#: 2-D pooling layers (not a feature map of their own)
+POOLING = (L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)
 
 
 class KerasInternalsError(RuntimeError):
@@ -250,3 +263,114 @@ def flatten(model, name: str | None = None):
     outputs = [values[id(t)] for t in fm.outputs]
     inputs = fm.inputs[0] if len(fm.inputs) == 1 else fm.inputs
     return keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=name or model.name)
+
+
+_FLAT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def graph_of(model):
+    """The functional graph to run `model` by: its own, or, for a model with nested models (a
+    ``keras.applications`` base inside a Sequential), `flatten`'s (the same layers and weights), made
+    once per model."""
+    fm = functional(model)
+    if model not in _FLAT:
+        flat = flatten(fm)
+        _FLAT[model] = None if flat is fm else flat
+    return _FLAT[model] or fm
+
+
+def execute(node_list: list, values: dict, special: dict | None = None) -> dict:
+    """Run `node_list` in inference mode on `values` (id(KerasTensor) -> tensor), adding their outputs.
+
+    `special`: id(node) -> hook(node, values) run in place of that node's call."""
+    for n in node_list:
+        if special and id(n) in special:
+            special[id(n)](n, values)
+            continue
+        for x, y in zip(n.outputs, call(n, values, training=False)):
+            values[id(x)] = y
+    return values
+
+
+# ------------------------------------------------------------------------------------- logits
+@dataclass(frozen=True)
+class Logits:
+    """Where the logits (the input of the model's final softmax) are read, if anywhere.
+
+    ``kind``: ``"output"`` (the model outputs logits: ``outputs="logits"``), ``"softmax_input"`` (the
+    input of a final Softmax layer or Activation("softmax")), ``"dense"`` (the pre-activation of a final
+    Dense with softmax activation, `dense_logits`; the CI engine computes it in place of that Dense), or
+    ``"none"`` (unknown: the model's output is used as probabilities). ``tensor``: the KerasTensor whose
+    slot holds the logits once the graph is executed (for ``"dense"`` the Dense's output slot, which
+    holds them only where a hook computed the pre-activation there); ``node``: the final softmax node
+    (the Dense for ``"dense"``).
+    """
+
+    kind: str
+    tensor: object = None
+    node: object = None
+
+    @property
+    def known(self) -> bool:
+        return self.kind != "none"
+
+
+def find_logits(node_list: list, output, outputs: str = "probabilities") -> Logits:
+    """The one rule for a model's logits: where `node_list` (a graph's calls) computes the logits of
+    `output`. ``outputs="logits"``: the output itself; else the input of the call producing `output`
+    when it is a softmax layer (`softmax_kind` ``"layer"``), the pre-activation of a softmax Dense, or
+    ``"none"``."""
+    if outputs == "logits":
+        return Logits("output", output)
+    n = producer(node_list, output)
+    kind = None if n is None else softmax_kind(n)
+    if kind == "layer" and len(n.input_tensors) == 1:
+        return Logits("softmax_input", n.input_tensors[0], n)
+    if kind == "dense":
+        return Logits("dense", n.outputs[0], n)
+    return Logits("none")
+
+
+def logits_of(model, outputs: str = "probabilities") -> Logits:
+    """`find_logits` on `model`'s own graph and (single) output: its tensors belong to `model`."""
+    fm = functional(model)
+    return find_logits(nodes(fm), fm.outputs[0], outputs)
+
+
+def dense_logits(node, values: dict):
+    """The pre-activation ``x @ kernel + bias`` of a Dense call `node`, its input read from `values`."""
+    op = node.operation
+    (x,), _ = fill_in(node, values)
+    z = tf.matmul(x, op.kernel)
+    return z + op.bias if op.use_bias else z
+
+
+# ------------------------------------------------------------------------------ default CI layer
+def _feature_maps(node_list: list) -> list:
+    """Nodes whose output is a feature map: one (batch, H, W, K) output of a layer (or a keras.ops
+    operation such as ConvNeXt's residual ``add``) that is not pooling, dropout or an identity."""
+    return [n for n in node_list
+            if not is_nested(n.operation) and len(n.outputs) == 1
+            and len(n.outputs[0].shape) == 4 and not isinstance(n.operation, POOLING + IDENTITY)]
+
+
+def _spatial(n) -> bool:
+    h, w = n.outputs[0].shape[1:3]
+    return h is None or w is None or h * w > 1
+
+
+def default_ci_layer(model) -> str:
+    """The default CI layer: the last convolutional feature map with spatial extent.
+
+    The last layer (in topological order) whose output is a (batch, H, W, K) feature map with H x W > 1
+    and that is not pooling, dropout or an identity: the last convolution's output after its activation
+    (and batchnorm, where it comes after) in the usual architectures. Maps of 1 x 1 are passed over
+    where the model has a larger one: a classifier written as 1 x 1 convolutions after global pooling
+    (MobileNetV3's ``logits``) is not a feature map. A model whose maps are all 1 x 1 gets its last one.
+    Inside nested models the layer is named ``outer/inner`` (`find_layer`).
+    """
+    maps = _feature_maps(nodes(graph_of(model)))
+    if not maps:
+        raise ValueError(f"model {model.name!r} has no layer with an (H, W, K) output")
+    pick = ([n for n in maps if _spatial(n)] or maps)[-1].operation
+    return layer_paths(model).get(id(pick), pick.name)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ci as _ci
+from . import runner
 from .io import atomic_write_bytes
 
 
@@ -127,7 +128,7 @@ def select_prototypes(model, images, labels, ids, *, layer=None, definition: str
     ids = [str(i) for i in ids]
     if not len(images) == len(labels) == len(ids):
         raise ValueError(f"images, labels and ids differ in length: {len(images)}, {len(labels)}, {len(ids)}")
-    probs, logits = _ci.predict_with_logits(model, images, outputs=outputs, batch_size=batch_size)
+    probs, logits = runner.with_logits(model, images, outputs=outputs, batch_size=batch_size)
     C = probs.shape[1] if num_classes is None else int(num_classes)
     bad = np.unique(labels[(labels < 0) | (labels >= C)])
     if bad.size:

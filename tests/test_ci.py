@@ -5,6 +5,7 @@ import pytest
 from keras import layers as L
 
 from causadv_lib import ci
+from causadv_lib import keras_graph as kg
 
 TOL = 1e-5
 
@@ -202,7 +203,7 @@ def test_generic_chunks_keep_exact_zeros(monkeypatch):
     ref = ci.counterfactual_information(model, x, "act", method="naive")
     per_row = 8 * 8 * 6
     for rows in (3, 4, 7, 2 * 7 + 1):  # 2-3 ablations per call ... 2 images per call
-        monkeypatch.setattr(ci, "ELEMENT_BUDGET", rows * per_row)
+        monkeypatch.setattr(ci.engine, "ELEMENT_BUDGET", rows * per_row)
         res = ci.counterfactual_information(model, x, "act", method="generic", batch_size=3)
         assert np.abs(res.ci - ref.ci).max() <= TOL
         assert np.all(res.ci[:, 1] == 0.0)
@@ -247,12 +248,12 @@ def test_saturated_model_log_probability_is_nonzero():
 # ------------------------------------------------------------------------------- graph and API
 def test_subgraph_follows_skip_connections():
     model = _model("resnet_skip_source")
-    nodes = ci._nodes(ci._functional(model))
+    nodes = kg.nodes(kg.functional(model))
     a = model.get_layer("stem_relu").output
-    down, frontier = ci._subgraph(nodes, a)
+    down, frontier = ci.plan.subgraph(nodes, a)
     names = [n.operation.name for n in down]
     assert "b_add" in names and "b_conv1" in names and frontier == []
-    down, frontier = ci._subgraph(nodes, model.get_layer("b_relu1").output)
+    down, frontier = ci.plan.subgraph(nodes, model.get_layer("b_relu1").output)
     assert [t is a for t in frontier] == [True]  # the skip reads the stem, computed before the layer
     assert "b_conv1" not in [n.operation.name for n in down]
 
@@ -319,7 +320,7 @@ def test_cache_serves_identical_arrays(tmp_path, monkeypatch):
     files = list((tmp_path / "ci").glob("*.npz"))
     assert len(files) == 1
     computed = []
-    monkeypatch.setattr(ci, "_run_closed", lambda *args, **kw: computed.append(1) or (_ for _ in ()).throw(
+    monkeypatch.setattr(ci.engine, "run_closed", lambda *args, **kw: computed.append(1) or (_ for _ in ()).throw(
         AssertionError("the cache did not hit: the CI was computed again")))
     b = ci.counterfactual_information(model, x, cache=True)
     assert not computed

@@ -129,3 +129,38 @@ def test_layer_names_paths_and_outputs():
     assert tuple(kg.output_of(flat, "b_relu").shape) == (None, 8, 8, 4)
     with pytest.raises(ValueError, match="not called in the graph"):
         kg.output_of(m, "b_relu")
+
+
+def test_logits_of_is_the_input_of_the_final_softmax_in_the_models_own_graph():
+    i = keras.Input((5,))
+    z = L.Dense(3, name="z")(i)
+    for end, kind in [(L.Softmax(), "softmax_input"), (L.Activation("softmax"), "softmax_input"),
+                      (L.Activation(lambda t: keras.ops.softmax(t)), "none")]:
+        lg = kg.logits_of(keras.Model(i, end(z)))
+        assert lg.kind == kind and lg.known == (kind != "none")
+        assert lg.tensor is (z if lg.known else None)
+    dense = keras.Model(i, L.Dense(3, activation="softmax", name="d")(i))
+    lg = kg.logits_of(dense)
+    assert lg.kind == "dense" and lg.node.operation.name == "d" and lg.tensor is dense.outputs[0]
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    w, b = dense.get_layer("d").get_weights()
+    np.testing.assert_allclose(kg.dense_logits(lg.node, {id(dense.inputs[0]): x}), x @ w + b, rtol=1e-5, atol=1e-6)
+    logit_model = keras.Model(i, z)
+    assert kg.logits_of(logit_model, "logits").tensor is logit_model.outputs[0]
+    # a model rebuilt from another's layers: the logits tensor of *its* graph, not the first call's
+    m, _ = _nested()
+    flat = kg.flatten(m)
+    assert kg.logits_of(flat).tensor is kg.output_of(flat, "head") is not m.get_layer("head").output
+
+
+def test_default_ci_layer_and_graph_of():
+    assert kg.default_ci_layer(_model()) == "add"                       # the last (h, w, K) map
+    m, base = _nested()
+    assert kg.default_ci_layer(m) == "base/b_relu"                      # inside the nested model
+    assert kg.graph_of(m) is kg.graph_of(m) and not any(kg.is_nested(n.operation) for n in kg.nodes(kg.graph_of(m)))
+    assert kg.graph_of(_model()).name == "net"                          # no nesting: the model's own graph
+    i = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="conv")(i)
+    x = L.Conv2D(5, 1, name="one_by_one")(L.GlobalAveragePooling2D(keepdims=True, name="gap")(x))
+    head = keras.Model(i, L.Softmax()(L.Flatten()(x)))
+    assert kg.default_ci_layer(head) == "conv"                          # 1 x 1 maps are passed over

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from keras import layers as L
 
-from causadv_lib import ci
+from causadv_lib import ci, runner
 from causadv_lib.prototypes import Prototypes, select_prototypes
 
 
@@ -19,7 +19,7 @@ def _model():
 def test_selects_the_most_confident_correct_instance(tmp_path):
     model = _model()
     x = np.random.default_rng(0).normal(size=(40, 6, 6, 3)).astype(np.float32)
-    probs = ci.predict_probabilities(model, x)
+    probs = runner.probabilities(model, x)
     pred = probs.argmax(1)
     labels = pred.copy()
     labels[::3] = (labels[::3] + 1) % 4           # a third misclassified on purpose
@@ -53,7 +53,7 @@ def test_ties_at_probability_one_are_broken_by_log_probability():
     w, _ = model.get_layer("logits").get_weights()
     model.get_layer("logits").set_weights([w, np.array([60.0, 0, 0, 0], np.float32)])  # saturated class 0
     x = np.random.default_rng(1).normal(size=(12, 6, 6, 3)).astype(np.float32)
-    probs, logits = ci.predict_with_logits(model, x)
+    probs, logits = runner.with_logits(model, x)
     assert np.all(probs[:, 0] >= np.float32(0.99999994))  # 1.0 or one ulp below, by batch position
     pr = select_prototypes(model, x, np.zeros(12, int), [str(i) for i in range(12)], layer="act")
     margin = logits[:, 0] - np.log(np.exp(logits[:, 1:]).sum(1))

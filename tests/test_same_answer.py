@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import layers as L
 
-from causadv_lib import cache, ci, data, prototypes, zoo
+from causadv_lib import cache, ci, data, prototypes, runner, zoo
 
 
 def _gap_model(scale=None, input_scale=None):
@@ -30,13 +30,13 @@ class _Counter:
 
     def __init__(self, monkeypatch):
         self.n = 0
-        for name in ("_run_closed", "_run_generic", "_run_naive"):
-            orig = getattr(ci, name)
+        for module, name in ((ci.engine, "run_closed"), (ci.engine, "run_generic"), (ci.naive, "run_naive")):
+            orig = getattr(module, name)
 
             def wrapped(*a, _orig=orig, **k):
                 self.n += 1
                 return _orig(*a, **k)
-            monkeypatch.setattr(ci, name, wrapped)
+            monkeypatch.setattr(module, name, wrapped)
 
 
 # ------------------------------------------------------------------------------------ batching
@@ -77,8 +77,8 @@ def test_every_path_is_batch_invariant(method):
 def test_predictions_do_not_depend_on_the_batch_size():
     model = _gap_model()
     x = _images(37)
-    a, la = ci.predict_with_logits(model, x, batch_size=1)
-    b, lb = ci.predict_with_logits(model, x, batch_size=64)
+    a, la = runner.with_logits(model, x, batch_size=1)
+    b, lb = runner.with_logits(model, x, batch_size=64)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(la, lb)
 
@@ -172,7 +172,7 @@ def test_prototype_cache_recomputes_on_every_changed_input(tmp_path, monkeypatch
     model = _gap_model()
     zm = _toy_zoo(model)
     x = zm.preprocess(_pool(np.zeros(24, int))._load(np.arange(24)))
-    pred = ci.predict_probabilities(model, x).argmax(1)
+    pred = runner.probabilities(model, x).argmax(1)
     calls = []
     orig = prototypes.select_prototypes
     monkeypatch.setattr(prototypes, "select_prototypes", lambda *a, **k: calls.append(1) or orig(*a, **k))
