@@ -49,16 +49,29 @@ parameter, the batch size and the library and ART versions; a hit is bit-identic
 """
 from __future__ import annotations
 
-import json
 import math
+import warnings
 import weakref
 from dataclasses import asdict, dataclass
 
+import keras
 import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
 
-from . import __version__, config
+with warnings.catch_warnings():  # ART's certification package warns that PyTorch is absent
+    warnings.filterwarnings("ignore", message="PyTorch not found")
+    import art
+    from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
+    from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_tensorflow_v2 import (
+        ProjectedGradientDescentTensorFlowV2,
+    )
+    from art.estimators.classification import TensorFlowV2Classifier
+
+from . import __version__, checks, config, runner, zoo
 from . import cache as ccache
 from . import keras_graph as kg
+from .pixels import check_images
 
 __all__ = ["SETTINGS", "ATTACKS", "AttackResult", "generate", "target_classes", "art_classifier",
            "CompiledGradientClassifier", "attack_parameters"]
@@ -134,26 +147,6 @@ def _check_eps(eps) -> float:
     return eps
 
 
-def _check_images(images, shape: tuple, name: str) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise ValueError(f"{name}: expected images as a numpy array (N, {', '.join(map(str, shape))}), "
-                         f"got {type(images).__name__}")
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(shape):
-        raise ValueError(f"{name}: expected images of shape (N, {', '.join(map(str, shape))}) at the model's input "
-                         f"size, got {images.shape}; resize/crop photographs with zoo_model.geometry first")
-    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
-        raise ValueError(f"{name}: expected uint8 or float pixel values in [0, 255], got dtype {images.dtype}")
-    x = images.astype(np.float32)
-    if images.dtype != np.uint8 and x.size:
-        if not np.isfinite(x).all():
-            raise ValueError(f"{name}: images contain {int((~np.isfinite(x)).sum())} NaN or infinite values")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > PIXEL_MAX:
-            raise ValueError(f"{name}: float pixel values must lie in [0, 255], got [{lo:g}, {hi:g}]"
-                             + ("; scale [0, 1] images by 255" if hi <= 1.0 else ""))
-    return x
-
-
 def _check_labels(labels, n: int, num_classes: int, name: str) -> np.ndarray:
     if labels is None:
         raise ValueError(f"{name}: labels (the true class of each image, shape ({n},)) are required")
@@ -170,12 +163,6 @@ def _check_labels(labels, n: int, num_classes: int, name: str) -> np.ndarray:
     return y
 
 
-def _check_int(value, what: str, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def target_classes(labels, num_classes: int, seed: int = config.SEED) -> np.ndarray:
     """Target class of each image: uniform over the classes other than its label, seeded by `seed`.
 
@@ -185,7 +172,7 @@ def target_classes(labels, num_classes: int, seed: int = config.SEED) -> np.ndar
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     if num_classes < 2:
         raise ValueError(f"targeted attacks need at least 2 classes, got {num_classes}")
-    r = np.random.default_rng(_check_int(seed, "seed", 0)).integers(1, num_classes, size=len(y))
+    r = np.random.default_rng(checks.seed(seed)).integers(1, num_classes, size=len(y))
     return (y + r) % num_classes
 
 
@@ -230,29 +217,16 @@ class _PixelLogits:
     """Callable for ART: float pixels in [0, 255] -> logits (the affine normalisation in TensorFlow)."""
 
     def __init__(self, logits_model, A: np.ndarray, b: np.ndarray):
-        import tensorflow as tf
-
         self.logits_model = logits_model
         self.A = tf.constant(A)
         self.b = tf.constant(b)
 
     def __call__(self, x, training: bool = False):
-        import tensorflow as tf
-
         inputs = tf.einsum("nhwc,cd->nhwd", tf.cast(x, tf.float32), self.A) + self.b
         return self.logits_model(inputs, training=training)
 
 
-def _classifier_base():
-    import warnings
-
-    with warnings.catch_warnings():  # ART's certification package warns that PyTorch is absent
-        warnings.filterwarnings("ignore", message="PyTorch not found")
-        from art.estimators.classification import TensorFlowV2Classifier
-    return TensorFlowV2Classifier
-
-
-class CompiledGradientClassifier(_classifier_base()):
+class CompiledGradientClassifier(TensorFlowV2Classifier):
     """ART's ``TensorFlowV2Classifier`` whose ``loss_gradient`` runs as one compiled ``tf.function``.
 
     ``loss_gradient(x, y)`` is the gradient of each image's cross-entropy from logits, divided by
@@ -266,9 +240,6 @@ class CompiledGradientClassifier(_classifier_base()):
     """
 
     def __init__(self, model, nb_classes: int, input_shape: tuple, clip_values=(0.0, PIXEL_MAX)):
-        import keras
-        import tensorflow as tf
-
         super().__init__(model=model, nb_classes=nb_classes, input_shape=tuple(input_shape),
                          loss_object=keras.losses.CategoricalCrossentropy(from_logits=True, reduction="sum"),
                          clip_values=clip_values, preprocessing=None)
@@ -284,8 +255,6 @@ class CompiledGradientClassifier(_classifier_base()):
         self._compiled_gradient = gradient
 
     def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):
-        import tensorflow as tf
-
         if training_mode:
             return super().loss_gradient(x, y, training_mode=True, **kwargs)
         g = self._compiled_gradient(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.float32))
@@ -301,11 +270,6 @@ def art_classifier(zoo_model, compiled: bool = True):
     ``compiled=False`` gives ART's plain ``TensorFlowV2Classifier`` (eager gradient, mean loss) on the
     same pixel-space logits network, as the benchmark's baseline.
     """
-    import keras
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    from . import zoo
-
     zm = zoo.resolve(zoo_model)
     A, b = _affine_normalize(zm)
     entry = _CLASSIFIERS.get(zm.model)
@@ -326,11 +290,6 @@ def art_classifier(zoo_model, compiled: bool = True):
 
 # ------------------------------------------------------------------------------------- ART attacks
 def _seeded_pgd_class():
-    import tensorflow as tf
-    from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_tensorflow_v2 import (
-        ProjectedGradientDescentTensorFlowV2,
-    )
-
     class SeededPGD(ProjectedGradientDescentTensorFlowV2):
         """ART's TF-v2 PGD; the random start of image i is drawn from default_rng([seed, 1, draw, offset + i])."""
 
@@ -364,8 +323,6 @@ def art_attack(classifier, attack: str, eps: float, targeted: bool, batch_size: 
     ``seeded=False`` gives ART's own ``ProjectedGradientDescent`` for PGD (random start from the global
     ``np.random``), as the benchmark's baseline.
     """
-    from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
-
     attack = _check_attack(attack)
     p = attack_parameters(attack, eps)
     e, step = eps * PIXEL_MAX, p["eps_step"] * PIXEL_MAX
@@ -384,10 +341,12 @@ def art_attack(classifier, attack: str, eps: float, targeted: bool, batch_size: 
 
 # ------------------------------------------------------------------------------------------ generate
 def _model_key(zm, A, b) -> list:
-    model = zm.model
-    fingerprint = (ccache.model_fingerprint(model) if hasattr(ccache, "model_fingerprint")
-                   else [ccache.weights_fingerprint(model), json.dumps(model.get_config(), sort_keys=True, default=str)])
-    return [fingerprint, A, b]
+    return [ccache.model_fingerprint(zm.model), A, b]
+
+
+def _predict(zm, pixels: np.ndarray) -> np.ndarray:
+    """The model's class for float pixels: `runner`'s fixed-batch forward pass, the package's one."""
+    return runner.probabilities(zm.model, zm.normalize(pixels)).argmax(axis=1).astype(np.int64)
 
 
 def _batches(n: int, size: int, progress, desc: str):
@@ -395,7 +354,6 @@ def _batches(n: int, size: int, progress, desc: str):
     starts = range(0, n, size)
     if progress is False or len(starts) < 2:
         return starts
-    from tqdm.auto import tqdm
     return tqdm(starts, desc=desc, unit="batch", delay=0 if progress else 2.0)
 
 
@@ -409,13 +367,13 @@ def _run(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack: str
     pred = np.empty(len(x), np.int64)
     for s in _batches(len(x), batch_size, progress, f"{attack.upper()} {zm.name}"):
         e = min(s + batch_size, len(x))
-        art = art_attack(clf, attack, eps, targeted, batch_size, seed=seed, offset=s)
-        a = np.asarray(art.generate(x[s:e], onehot[s:e]), dtype=np.float32)
+        attacker = art_attack(clf, attack, eps, targeted, batch_size, seed=seed, offset=s)
+        a = np.asarray(attacker.generate(x[s:e], onehot[s:e]), dtype=np.float32)
         # ART's projection and clipping work in float32; keep the promise exactly
         a = np.clip(a, np.maximum(x[s:e] - np.float32(eps * PIXEL_MAX), 0.0),
                     np.minimum(x[s:e] + np.float32(eps * PIXEL_MAX), PIXEL_MAX))
         adv[s:e] = a
-        pred[s:e] = zm.predict_inputs(zm.normalize(a), batch_size=batch_size).argmax(axis=1)
+        pred[s:e] = _predict(zm, a)
     return adv, pred
 
 
@@ -431,17 +389,15 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     seed also draws PGD's random start. cache: reuse/store the result on disk (`causadv_lib.cache`).
     progress: a progress bar over batches (None: only for runs longer than 2 s).
     """
-    from . import zoo
-
     zm = zoo.resolve(zoo_model)
     attack = _check_attack(attack)
     eps = _check_eps(eps)
     if not isinstance(targeted, (bool, np.bool_)):
         raise ValueError(f"targeted must be True or False, got {targeted!r}")
     targeted = bool(targeted)
-    seed = _check_int(seed, "seed", 0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    x = _check_images(images, zm.input_shape, zm.name)
+    seed = checks.seed(seed)
+    batch_size = checks.positive_int(batch_size, "batch_size")
+    x = check_images(images, zm.input_shape, what=f"attack on model {zm.name}")
     y = _check_labels(labels, len(x), zm.num_classes, zm.name)
     A, b = _affine_normalize(zm)
     targets = target_classes(y, zm.num_classes, seed) if targeted else np.full(len(y), -1, np.int64)
@@ -455,14 +411,21 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
         return {"adversarial": adv, "predicted": pred}
 
     def wrong(a):
+        """Why a cached entry cannot be this attack's result (None: it can): shapes and dtypes, the pixel
+        range, the budget, and the stored predictions against the model's on the stored pixels."""
         for name, shape, dtype in (("adversarial", x.shape, np.float32), ("predicted", y.shape, np.int64)):
             if a[name].shape != shape or a[name].dtype != dtype:
                 return f"{name} is {a[name].dtype} {a[name].shape}, expected {np.dtype(dtype)} {shape}"
+        adv = a["adversarial"]
+        if not np.isfinite(adv).all() or adv.min() < 0.0 or adv.max() > PIXEL_MAX:
+            return "adversarial pixels outside [0, 255] or not finite"
+        if np.abs(adv - x).max() > np.float32(eps * PIXEL_MAX) * (1 + 1e-6):
+            return f"a perturbation exceeds the budget eps = {eps:g}"
+        if not np.array_equal(_predict(zm, adv), a["predicted"]):
+            return "its predictions differ from the model's on its adversarial pixels"
         return None
 
     if cache:
-        import art
-
         got = ccache.cached("attacks", [_model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"],
                                         p["max_iter"], p["num_random_init"], targeted, seed, "inf", batch_size,
                                         zm.input_shape, __version__, art.__version__, _IMPL_VERSION],

@@ -40,8 +40,9 @@ import numpy as np
 from art.defences import preprocessor
 
 from . import checks, config, runner, zoo
+from .pixels import check_images
 
-__all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "check_pixels", "purify", "predict",
+__all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "purify", "predict",
            "recovered"]
 
 PIXEL_RANGE = (0.0, 255.0)
@@ -120,53 +121,6 @@ def _model_name(zm) -> str:
     return zoo.name_of(zm)
 
 
-def check_pixels(images, shape=None, *, what: str = "images") -> np.ndarray:
-    """Float32 (N, H, W, 3) pixel values in [0, 255], or ValueError naming the offending image.
-
-    `images`: an (N, H, W, 3) array or a sequence of (H, W, 3) images (uint8 or float). `shape`
-    (optional): the (H, W, C) every image must have (a model's input size).
-    """
-    if isinstance(images, np.ndarray):
-        if images.ndim != 4:
-            raise ValueError(f"{what}: expected a batch of images (N, H, W, 3), got an array of shape {images.shape}"
-                             + ("; add a batch axis (x[None]) for one image" if images.ndim == 3 else ""))
-        seq = images
-    else:
-        try:
-            seq = list(images)
-        except TypeError:
-            raise ValueError(f"{what}: expected images as an array (N, H, W, 3) or a list of (H, W, 3) arrays, "
-                             f"got {type(images).__name__}") from None
-    want = None if shape is None else tuple(int(s) for s in shape)
-    first = None
-    for i, im in enumerate(seq):
-        arr = np.asarray(im)
-        s = tuple(arr.shape)
-        if arr.ndim != 3 or s[-1] != 3:
-            raise ValueError(f"{what}: image {i} has shape {s}; expected (H, W, 3) RGB")
-        if want is not None and s != want:
-            raise ValueError(f"{what}: image {i} has shape {s}; the model expects {want} "
-                             "(resize/crop with zoo_model.geometry first)")
-        if first is None:
-            first = s
-        elif s != first:
-            raise ValueError(f"{what}: image {i} has shape {s}, image 0 has {first}; images must share one size")
-        if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"{what}: image {i} has dtype {arr.dtype}; expected uint8 or float pixels in [0, 255]")
-        if np.issubdtype(arr.dtype, np.floating) and arr.size:
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{what}: image {i} (shape {s}) contains NaN or infinite values")
-            lo, hi = float(arr.min()), float(arr.max())
-            if lo < 0.0 or hi > 255.0:
-                raise ValueError(f"{what}: image {i} (shape {s}) has pixel values in [{lo:g}, {hi:g}]; expected "
-                                 "[0, 255]" + ("; scale [0, 1] images by 255" if hi <= 1.0 else ""))
-    if isinstance(images, np.ndarray):
-        return images.astype(np.float32, copy=False)
-    if not seq:
-        raise ValueError(f"{what}: no images")
-    return np.stack([np.asarray(im, np.float32) for im in seq])
-
-
 def _check_model(zm):
     return zoo.for_pixels(zm)
 
@@ -188,7 +142,7 @@ def purify(purifier, pixels, *, seed: int = config.SEED, index=None) -> np.ndarr
     """
     p = get(purifier)
     seed = checks.seed(seed)
-    x = check_pixels(pixels, what=f"purifier {p.name}")
+    x = check_images(pixels, what=f"purifier {p.name}")
     pre = p.art()
     if pre is None or len(x) == 0:
         return x.copy()
@@ -210,7 +164,7 @@ def purify(purifier, pixels, *, seed: int = config.SEED, index=None) -> np.ndarr
 def predict(zm, pixels, purifier="none", *, seed: int = config.SEED, index=None, batch_size: int = 64) -> np.ndarray:
     """(N, classes) float32 probabilities of the model on `pixels` after `purifier`."""
     zm = _check_model(zm)
-    x = check_pixels(pixels, zm.input_shape, what=f"model {_model_name(zm)}")
+    x = check_images(pixels, zm.input_shape, what=f"model {_model_name(zm)}")
     if len(x) == 0:
         return np.zeros((0, len(zm.class_names)), np.float32)
     x = purify(purifier, x, seed=seed, index=index)

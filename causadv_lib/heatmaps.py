@@ -14,7 +14,7 @@ method      map at the layer's resolution, before normalisation
 =========== =======================================================================================
 
 Each map is divided by its maximum (so it lies in [0, 1]; a map that is zero everywhere stays zero: no
-causal filter is active on x) and upsampled bilinearly to the image size (`heatmaps`, `gradcam`).
+causal filter is active on x) and upsampled bilinearly to the image size (`maps`, `gradcam`).
 A class without a prototype has no causal heatmap: its map is NaN.
 
 The paper only shows pictures. `consistency` turns the idea into a number: the agreement between the
@@ -38,10 +38,11 @@ import numpy as np
 import tensorflow as tf
 
 from . import keras_graph as kg
-from . import runner
+from . import runner, zoo
+from .pixels import check_images
 
 __all__ = ["METHODS", "MEASURES", "BATCH", "check_layer", "layer_shape", "activations", "layer_maps", "normalise", "upsample",
-           "heatmaps", "gradcam", "agreement", "consistency"]
+           "maps", "gradcam", "agreement", "consistency"]
 
 METHODS = ("causal", "authors", "gradcam")
 MEASURES = ("cosine", "pearson")
@@ -51,21 +52,15 @@ BATCH = runner.MICRO_BATCH
 
 # ------------------------------------------------------------------------------------------ checks
 def _name(zm) -> str:
-    from . import zoo
-
     return zoo.name_of(zm)
 
 
 def _resolve(zm):
-    from . import zoo
-
     return zoo.for_pixels(zm)
 
 
 def _layer_output(zm, layer: str):
     """The layer's output tensor in the model's own graph (`keras_graph.output_of`), or ValueError naming both."""
-    from . import keras_graph as kg
-
     try:
         return kg.output_of(zm.model, layer)
     except (ValueError, TypeError) as e:
@@ -90,9 +85,7 @@ def layer_shape(zm, layer: str | None = None) -> tuple[int, int, int]:
 
 
 def _pixels(zm, images, what: str) -> np.ndarray:
-    from .defences import check_pixels
-
-    return check_pixels(images, zm.input_shape, what=f"{what} (model {_name(zm)})")
+    return check_images(images, zm.input_shape, what=f"{what} (model {_name(zm)})")
 
 
 def _filters(zm, layer) -> int:
@@ -196,8 +189,6 @@ def normalise(maps: np.ndarray) -> np.ndarray:
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(N, h, w) maps resized bilinearly (half-pixel centres) to (N, H, W), float32."""
-    import tensorflow as tf
-
     m = np.asarray(maps, np.float32)
     if len(m) == 0:
         return np.zeros((0, *size), np.float32)
@@ -212,8 +203,8 @@ def _prototype_weights(proto_ci: np.ndarray, classes: np.ndarray, method: str) -
     return np.where(np.isnan(w), np.nan, np.maximum(w, 0.0))
 
 
-def heatmaps(zm, images, prototypes, classes, *, method: str = "causal", layer: str | None = None,
-             upsampled: bool = True) -> np.ndarray:
+def maps(zm, images, prototypes, classes, *, method: str = "causal", layer: str | None = None,
+         upsampled: bool = True) -> np.ndarray:
     """Heatmaps of `images` for `classes` by `method` (``causal``, ``authors``, ``gradcam``), in [0, 1].
 
     `prototypes`: `prototypes.Prototypes` of the same layer (ignored by Grad-CAM). Returns (N, H, W) at

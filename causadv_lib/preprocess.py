@@ -6,7 +6,7 @@ It is two steps, also public so that attacks can work on float pixels: a *geomet
 (uint8 -> uint8 at the model's input size) and a *normalisation* step (float pixel values in
 [0, 255] at the input size -> model inputs; it accepts floats, e.g. adversarial images, and
 refuses NaN/Inf, values outside [0, 255] and float batches that look scaled to [0, 1]: see
-`check_pixels`).
+`causadv_lib.pixels`, the one pixel contract).
 
 | model | geometry | normalisation (x = pixel value in [0, 255]) |
 |---|---|---|
@@ -59,6 +59,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from .pixels import check_values
 
 from . import data
 
@@ -113,58 +115,15 @@ def _exact_size(images: Images, size: int, model: str) -> np.ndarray:
     return np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8)
 
 
-#: how far outside [0, 255] a pixel value may lie (float rounding of clipped adversarial images)
-PIXEL_TOLERANCE = 1e-3
-
-
 def _check_float(x: np.ndarray, size: int, model: str) -> np.ndarray:
-    """Validate the input of a ``normalize_*`` function; return it as float32 (see `check_pixels`)."""
+    """Validate the input of a ``normalize_*`` function; return it as float32 (see `pixels.check_values`)."""
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1:] != (size, size, 3):
         raise ValueError(f"{model}: expected pixel values of shape (N, {size}, {size}, 3), got {x.shape}")
-    check_pixels(x, model)
+    check_values(x, model)
     return x.astype(np.float32, copy=False)
 
 
-def check_pixels(x: np.ndarray, model: str = "normalize", arg: str = "x") -> None:
-    """Refuse pixel values that are not finite numbers in [0, 255] (the ``normalize_*`` input rule).
-
-    - dtype: a real number type (integers or floats); bool, complex, object, strings: TypeError;
-    - NaN or +-Inf anywhere: ValueError;
-    - any value below ``-PIXEL_TOLERANCE`` or above ``255 + PIXEL_TOLERANCE``: ValueError (clip
-      adversarial images to [0, 255] first);
-    - a floating-point batch that looks scaled to [0, 1]: its largest value is <= 1.0 while it is not
-      all zeros: ValueError. The rule is per batch: an all-black batch (all zeros) is accepted, and so
-      is a black image in a batch with ordinary ones; only a batch whose brightest pixel is at most
-      1/255 of full scale is refused, which is what [0, 1] pixels look like (fed as they are, they
-      would all be near-black images: the lossless-set accuracy drops to chance). Integer batches
-      (uint8 from the geometry step) are never refused by this rule.
-
-    Empty batches (N = 0) are accepted. Each error names `arg`, the offending value and the rule.
-    """
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise TypeError(f"{model}: {arg} must hold real pixel values (an integer or float array), "
-                        f"got dtype {x.dtype}")
-    if x.size == 0:
-        return
-    if np.issubdtype(x.dtype, np.floating):
-        finite = np.isfinite(x)
-        if not finite.all():
-            bad = np.argwhere(~finite)
-            first = tuple(int(i) for i in bad[0])
-            raise ValueError(f"{model}: {arg} contains {len(bad)} non-finite value{'s' * (len(bad) != 1)} "
-                             f"(NaN or Inf; the first, {x[first].item()}, at index {first}); expected finite "
-                             f"pixel values in [0, 255]")
-    lo, hi = x.min().item(), x.max().item()
-    if lo < -PIXEL_TOLERANCE or hi > 255 + PIXEL_TOLERANCE:
-        where = tuple(int(i) for i in np.unravel_index(np.argmin(x) if lo < -PIXEL_TOLERANCE else np.argmax(x),
-                                                       x.shape))
-        raise ValueError(f"{model}: {arg} has pixel values in [{lo:g}, {hi:g}] (e.g. {x[where].item():g} at index "
-                         f"{where}); expected pixel values in [0, 255]: clip them to [0, 255] first")
-    if np.issubdtype(x.dtype, np.floating) and hi <= 1.0 and hi > 0.0:
-        raise ValueError(f"{model}: {arg} has pixel values in [{lo:g}, {hi:g}], which looks like images scaled "
-                         f"to [0, 1]; pixel values in [0, 255] are expected: multiply by 255 (a float batch "
-                         f"whose maximum is <= 1.0 is refused unless it is all zeros)")
 
 
 # -------------------------------------------------------------------------------------- geometry
@@ -214,7 +173,7 @@ def to_unit_range(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], any shape -> x / 127.5 - 1 in [-1, 1] (float32): the input convention of
     many `keras.applications` models, for a model of your own (`zoo.custom(..., normalize=to_unit_range)`)."""
     x = np.asarray(x)
-    check_pixels(x, "to_unit_range")
+    check_values(x, "to_unit_range")
     return (x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
 
 

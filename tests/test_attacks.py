@@ -267,9 +267,10 @@ def test_empty_batch_gives_an_empty_result(tiny):
     (dict(eps="8/255"), "eps must be a number"),
     (dict(eps=True), "eps must be a number"),
     (dict(targeted="yes"), "targeted must be True or False"),
-    (dict(seed=-1), "seed must be an integer >= 0"),
-    (dict(seed=1.5), "seed must be an integer >= 0"),
-    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(seed=-1), r"seed: expected an integer in \[0, 4294967295\], got -1"),
+    (dict(seed=1.5), "seed: expected an integer"),
+    (dict(seed=2 ** 32 + 1), r"seed: expected an integer in \[0, 4294967295\], got 4294967297"),
+    (dict(batch_size=0), "batch_size: expected an integer >= 1, got 0"),
 ])
 def test_bad_parameters(tiny, images, kwargs, match):
     y = _labels(tiny, images)
@@ -278,18 +279,19 @@ def test_bad_parameters(tiny, images, kwargs, match):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (np.zeros((2, 5, 5, 3), np.uint8), r"expected images of shape \(N, 4, 4, 3\).*got \(2, 5, 5, 3\)"),
-    (np.zeros((4, 4, 3), np.uint8), r"got \(4, 4, 3\)"),
-    (np.zeros((2, 4, 4, 1), np.uint8), r"got \(2, 4, 4, 1\)"),
-    (np.zeros((2, 4, 4, 3), np.int32), "expected uint8 or float pixel values.*dtype int32"),
+    (np.zeros((2, 5, 5, 3), np.uint8), r"image 0 has shape \(5, 5, 3\); the model expects \(4, 4, 3\)"),
+    (np.zeros((4, 4, 3), np.uint8), r"got an array of shape \(4, 4, 3\); add a batch axis"),
+    (np.zeros((2, 4, 4, 1), np.uint8), r"image 0 has shape \(4, 4, 1\); expected \(H, W, 3\)"),
+    (np.zeros((2, 4, 4, 3), np.int32), "image 0 has dtype int32; expected uint8 or float pixel values"),
     (np.zeros((2, 4, 4, 3), bool), "dtype bool"),
-    (np.full((2, *SHAPE), 256.0), r"must lie in \[0, 255\], got \[256, 256\]"),
-    (np.full((2, *SHAPE), -0.5, np.float32), r"must lie in \[0, 255\], got \[-0.5, -0.5\]"),
-    (np.full((2, *SHAPE), np.nan, np.float32), "2 NaN or infinite values|NaN"),
-    ([np.zeros(SHAPE, np.uint8)] * 2, "numpy array"),
+    (np.full((2, *SHAPE), 256.0), r"image 0 .*has pixel values in \[256, 256\]; expected \[0, 255\]"),
+    (np.full((2, *SHAPE), -0.5, np.float32), r"has pixel values in \[-0.5, -0.5\]; expected \[0, 255\]"),
+    (np.full((2, *SHAPE), np.nan, np.float32), "image 0 .*NaN"),
+    (np.full((2, *SHAPE), 0.5, np.float32), r"look like images scaled to \[0, 1\].*scale \[0, 1\] images by 255"),
+    ([np.zeros(SHAPE, np.uint8), np.zeros((5, 5, 3), np.uint8)], r"image 1 has shape \(5, 5, 3\)"),
 ])
 def test_bad_images(tiny, bad, match):
-    n = len(bad) if np.ndim(bad) == 4 or isinstance(bad, list) else 1
+    n = len(bad) if isinstance(bad, list) or np.ndim(bad) == 4 else 1
     with pytest.raises(ValueError, match=match):
         attacks.generate(tiny, bad, labels=np.zeros(n, int), attack="fgsm")
 

@@ -73,18 +73,18 @@ def test_causal_and_authors_heatmaps_by_hand(tiny):
     classes = np.array([0, 3, 9, 5])
     a = _acts(tiny, x)
     w = protos.ci[classes]
-    causal = heatmaps.heatmaps(tiny, x, protos, classes, upsampled=False)
+    causal = heatmaps.maps(tiny, x, protos, classes, upsampled=False)
     want = _norm(np.maximum(np.einsum("nhwk,nk->nhw", a, np.maximum(np.nan_to_num(w), 0)), 0))
     np.testing.assert_allclose(causal[[0, 1, 3]], want[[0, 1, 3]], atol=1e-5)
     assert np.isnan(causal[2]).all()                          # class 9 has no prototype
-    authors = heatmaps.heatmaps(tiny, x, protos, classes, method="authors", upsampled=False)
+    authors = heatmaps.maps(tiny, x, protos, classes, method="authors", upsampled=False)
     mask = (np.nan_to_num(w) > 0).astype(np.float32)
     want = _norm(np.maximum(np.einsum("nhwk,nk->nhw", a, mask) / K, 0))
     np.testing.assert_allclose(authors[[0, 1, 3]], want[[0, 1, 3]], atol=1e-5)
-    full = heatmaps.heatmaps(tiny, x, protos, classes)
+    full = heatmaps.maps(tiny, x, protos, classes)
     assert full.shape == (4, 12, 12) and np.nanmax(full) <= 1.0 and np.nanmin(full) >= 0.0
     # the same image gives the same map whichever images share the call (fixed batch layout)
-    np.testing.assert_array_equal(heatmaps.heatmaps(tiny, x[1:2], protos, classes[1:2]), full[1:2])
+    np.testing.assert_array_equal(heatmaps.maps(tiny, x[1:2], protos, classes[1:2]), full[1:2])
 
 
 def test_gradcam_of_a_gap_dense_head_is_the_class_activation_map(tiny):
@@ -96,7 +96,7 @@ def test_gradcam_of_a_gap_dense_head_is_the_class_activation_map(tiny):
     want = _norm(np.maximum(np.einsum("nhwk,kn->nhw", a, W[:, classes]), 0))
     got = heatmaps.gradcam(tiny, x, classes, upsampled=False)
     np.testing.assert_allclose(got, want, atol=1e-4)
-    via = heatmaps.heatmaps(tiny, x, None, classes, method="gradcam", upsampled=False)
+    via = heatmaps.maps(tiny, x, None, classes, method="gradcam", upsampled=False)
     np.testing.assert_array_equal(via, got)
     pred = tiny.predict_inputs(tiny.normalize(x)).argmax(axis=1)
     np.testing.assert_allclose(heatmaps.gradcam(tiny, x, upsampled=False), heatmaps.gradcam(tiny, x, pred, upsampled=False))
@@ -198,21 +198,21 @@ def test_bad_input_names_the_model_layer_or_image(tiny):
     with pytest.raises(ValueError, match=r"model tinyhm: no usable layer .conv9. \(its CI layer is .conv.\)"):
         heatmaps.gradcam(tiny, x, [0, 1], layer="conv9")
     with pytest.raises(ValueError, match=r"model tinyhm: layer 'gap' has output shape \(None, 6\)"):
-        heatmaps.heatmaps(tiny, x, protos, [0, 1], layer="gap")
+        heatmaps.maps(tiny, x, protos, [0, 1], layer="gap")
     with pytest.raises(ValueError, match=r"image 1 has shape \(12, 10, 3\); the model expects \(12, 12, 3\)"):
-        heatmaps.heatmaps(tiny, [x[0], x[1, :, :10]], protos, [0, 1])
+        heatmaps.maps(tiny, [x[0], x[1, :, :10]], protos, [0, 1])
     with pytest.raises(ValueError, match=r"model tinyhm.*image 0 has shape \(32, 32, 3\)"):
         heatmaps.gradcam(tiny, _images(1, size=32), [0])
     with pytest.raises(ValueError, match=r"classes: image 1 has class 10, outside 0..9"):
         heatmaps.gradcam(tiny, x, [0, 10])
     with pytest.raises(ValueError, match=r"prototypes' CI vectors are of layer 'relu13'.*'conv'"):
-        heatmaps.heatmaps(tiny, x, _protos(layer="relu13"), [0, 1])
+        heatmaps.maps(tiny, x, _protos(layer="relu13"), [0, 1])
     bad = Prototypes(protos.index, protos.ids, protos.probability, protos.ci[:, :4], "conv", "probability", (9,))
     with pytest.raises(ValueError, match=r"prototypes of shape \(10, 4\) do not fit layer 'conv' \(10 classes x 6"):
-        heatmaps.heatmaps(tiny, x, bad, [0, 1])
+        heatmaps.maps(tiny, x, bad, [0, 1])
     with pytest.raises(ValueError, match=r"own_ci: expected \(2, 6\) CI vectors .*layer 'conv' of model tinyhm"):
         heatmaps.consistency(tiny, x, np.zeros((2, 5)), [0, 1], protos)
     with pytest.raises(ValueError, match="method"):
-        heatmaps.heatmaps(tiny, x, protos, [0, 1], method="smoothgrad")
+        heatmaps.maps(tiny, x, protos, [0, 1], method="smoothgrad")
     with pytest.raises(ValueError, match="expected a zoo model"):
         heatmaps.activations(object(), x)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import zoo
-from ..heatmaps import MEASURES, consistency, heatmaps
+from ..heatmaps import MEASURES, consistency, maps
 from ..vocab import CLEAN, DATASET_LABELS, S2_RHO, eps_label
 from .tables import roc_row
 
@@ -118,12 +118,12 @@ def figure_panels(exp, chosen, *, zm=None, eps: float | None = None, colors=("#1
         return panels, row_labels, records
     x = np.stack([it[2] for it in items])
     cls = np.array([it[3] for it in items], np.int64)
-    maps = {m: heatmaps(zm, x, exp.prototypes, cls, method=m) for m, _ in FIGURE_ROWS}
+    drawn = {m: maps(zm, x, exp.prototypes, cls, method=m) for m, _ in FIGURE_ROWS}
     agree = consistency(zm, x, np.stack([it[5] for it in items]), cls, exp.prototypes, measures=("cosine",))["cosine"]
     for n, (b, j, img, c, p, _ci, is_adv, title, i) in enumerate(items):
         head = f"{title}\n-> {_short(zm.class_names[c])} ({p:.2f})"
         for r, (m, _) in enumerate(FIGURE_ROWS):
-            panel = {"image": img, "heatmap": maps[m][n]}
+            panel = {"image": img, "heatmap": drawn[m][n]}
             if r == 0:
                 panel |= {"title": head, "color": colors[1] if is_adv else colors[0],
                           "note": None if np.isnan(agree[n]) else f"cos {agree[n]:.2f}"}

@@ -7,7 +7,6 @@ import keras
 import numpy as np
 
 from .. import keras_graph as kg
-from ..ci import default_layer
 from .model import DATASETS, OUTPUTS, ZooModel
 from .structure import final_node, split_softmax
 
@@ -40,7 +39,7 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs
     `preprocess` maps uint8 RGB images to the model's float32 inputs; `normalize` (optional, for the
     attacks) float pixels in [0, 255] -> model inputs; `geometry` (optional) uint8 images -> uint8 at the
     model's input size, so that ``preprocess(images) == normalize(geometry(images))``. `class_names` default to "0", "1", ...;
-    `ci_layer` defaults to `ci.default_layer` (the last convolutional feature map with H x W > 1).
+    `ci_layer` defaults to `keras_graph.default_ci_layer` (= `ci.default_layer`) (the last convolutional feature map with H x W > 1).
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"custom: expected a keras.Model, got {type(model).__name__}")
@@ -86,7 +85,7 @@ def custom(model: keras.Model, preprocess: Callable[..., np.ndarray], *, outputs
     classes = tuple(str(i) for i in range(n_out)) if class_names is None else tuple(class_names)
     if len(classes) != n_out:
         raise ValueError(f"custom model {name!r}: {len(classes)} class names for {n_out} outputs")
-    ci = ci_layer or default_layer(model)
+    ci = ci_layer or kg.default_ci_layer(model)
     try:
         kg.output_of(model, ci)
     except ValueError as e:

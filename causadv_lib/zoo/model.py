@@ -7,6 +7,8 @@ from typing import Callable
 import keras
 import numpy as np
 
+from .. import runner
+
 #: the datasets a zoo model can belong to (`ZooModel.dataset`, or None)
 DATASETS = ("imagenet", "cifar10")
 #: what the wrapped Keras model output (`ZooModel.outputs`)
@@ -48,9 +50,9 @@ class ZooModel:
         if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):
             raise ValueError(f"{self.name}: expected inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {x.shape}")
-        out = [np.asarray(self.model.predict_on_batch(x[i:i + batch_size]), dtype=np.float32)
-               for i in range(0, len(x), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
+        if not len(x):
+            return np.zeros((0, self.num_classes), np.float32)
+        return runner.probabilities(self.model, x, batch_size=batch_size)  # the one fixed-batch forward pass
 
     def predict(self, images, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, classes) float32 of uint8 RGB images (preprocessed batch by batch)."""

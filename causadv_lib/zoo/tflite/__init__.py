@@ -72,6 +72,7 @@ import numpy as np
 
 from ..model import DATASETS, ZooModel
 from ..structure import check_structure
+from ...keras_graph import default_ci_layer  # the one default-CI-layer rule (re-exported)
 from .builder import SUPPORTED_OPS, Namer, sanitize, build
 from .interpreter import interpreter_predict
 from .layers import ConstantOperand
@@ -79,23 +80,6 @@ from .reader import OPNAMES, Op, TFLiteGraph, UnsupportedOperatorError, input_qu
 
 __all__ = ["SUPPORTED_OPS", "OPNAMES", "UnsupportedOperatorError", "TFLiteGraph", "Op", "ConstantOperand", "Namer",
            "build", "default_ci_layer", "input_quantization", "output_count", "interpreter_predict", "from_tflite"]
-
-#: layer types that are not a feature map of their own (skipped by `default_ci_layer`)
-_NOT_FEATURES = (keras.layers.InputLayer, keras.layers.ZeroPadding2D, keras.layers.Reshape, keras.layers.Flatten,
-                 keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D,
-                 keras.layers.GlobalMaxPooling2D)
-
-
-def default_ci_layer(model: keras.Model) -> str:
-    """The last layer whose output is a rank-4 feature map with H x W > 1 (not pooling/padding/reshaping)."""
-    for layer in reversed(model.layers):
-        shape = getattr(layer, "output", None)
-        shape = None if shape is None or isinstance(shape, (list, tuple)) else shape.shape
-        if (shape is not None and len(shape) == 4 and shape[1] * shape[2] > 1
-                and not isinstance(layer, _NOT_FEATURES)):
-            return layer.name
-    raise ValueError(f"model {model.name!r} has no feature map with spatial extent")
-
 
 def from_tflite(path, preprocess: Callable[..., np.ndarray], *, class_names=None, name: str | None = None,
                 ci_layer: str | None = None, dataset: str | None = None, normalize=None, geometry=None,
