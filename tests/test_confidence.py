@@ -8,6 +8,7 @@ import pytest
 
 from causadv_lib import config
 from causadv_lib import confidence as cf
+from causadv_lib import logprob
 from causadv_lib import metrics as mt
 
 
@@ -346,3 +347,15 @@ def test_rows_of_notebook_08_on_the_synthetic_experiment(monkeypatch):
     cv = cf.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
     assert len(cv) == n_att and all(r["verdict"] in cf.VERDICTS for r in cv)
     assert cv == cf.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
+
+
+def test_log_probability_has_one_home():
+    """`logprob.log_prob` is confidence's log p_max at the top class, bit for bit, and exact off the top."""
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(size=(40, 6)) * 4, rng.normal(size=(10, 6)) + 50 * np.eye(6)[rng.integers(0, 6, 10)]])
+    top = z.argmax(axis=1)
+    assert logprob.log_prob(z, top).tobytes() == cf.log_msp(z).tobytes()
+    c = rng.integers(0, 6, len(z))
+    np.testing.assert_allclose(logprob.log_prob(z, c), np.log(_softmax64(z)[np.arange(len(z)), c]), rtol=1e-9, atol=1e-12)
+    sat = np.array([[40.0, 0.0, 0.0]])                       # float32 p_0 == 1.0, log p_0 still exact
+    assert logprob.log_prob(sat.astype(np.float32), [0])[0] == pytest.approx(-2 * math.exp(-40), rel=1e-9)
