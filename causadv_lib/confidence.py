@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import logprob
+
 #: name -> display name of each confidence score (the conventional direction: low confidence = suspicious)
 SCORE_NAMES = {"msp": "MSP: log(1 - p_max)", "margin": "margin: -(z1 - z2)", "entropy": "entropy: log H"}
 SCORES = tuple(SCORE_NAMES)
@@ -58,12 +60,8 @@ def _logits(z) -> np.ndarray:
 
 
 def _log_other_mass(z: np.ndarray) -> np.ndarray:
-    """a = log sum_{j != top} exp(z_j - z_top) = log((1 - p_max) / p_max), finite for finite logits."""
-    top = z.argmax(axis=1)
-    d = z - z[np.arange(len(z)), top][:, None]
-    d[np.arange(len(z)), top] = -np.inf
-    m = d.max(axis=1)
-    return m + np.log(np.exp(d - m[:, None]).sum(axis=1))
+    """a = log sum_{j != top} exp(z_j - z_top) = log((1 - p_max) / p_max) (`logprob.log_other_mass`)."""
+    return logprob.log_other_mass(z, z.argmax(axis=1))
 
 
 def _softplus(a: np.ndarray) -> np.ndarray:
@@ -80,7 +78,8 @@ def _log_softplus(a: np.ndarray) -> np.ndarray:
 
 def log_msp(logits) -> np.ndarray:
     """log p_max = -softplus(a) per row (float64), exact where p_max rounds to 1.0 in float32."""
-    return -_softplus(_log_other_mass(_logits(logits)))
+    z = _logits(logits)
+    return logprob.log_prob(z, z.argmax(axis=1))
 
 
 def msp(logits) -> np.ndarray:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ci as _ci
-from . import runner
+from . import logprob, runner
 from .io import atomic_write_bytes
 
 
@@ -85,15 +85,6 @@ class Prototypes:
                    missing=tuple(int(c) for c in meta["missing"]))
 
 
-def _log_prob_of(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Exact log p_label = -log1p(sum_{j != label} exp(z_j - z_label)) in float64."""
-    z = logits.astype(np.float64)
-    d = z - z[np.arange(len(z)), labels][:, None]
-    d[np.arange(len(z)), labels] = -np.inf
-    m = d.max(axis=1)
-    return -np.logaddexp(0.0, m + np.log(np.exp(d - m[:, None]).sum(axis=1)))
-
-
 def _is_zoo_model(obj) -> bool:
     from .zoo import ZooModel
     return isinstance(obj, ZooModel)
@@ -135,7 +126,7 @@ def select_prototypes(model, images, labels, ids, *, layer=None, definition: str
         raise ValueError(f"labels must be in [0, {C}), got values {bad[:5]}")
     rows = np.arange(len(labels))
     if logits is not None:
-        score = _log_prob_of(logits, labels)
+        score = logprob.log_prob(logits, labels)
         p_true = np.exp(score).astype(np.float32)
         correct = logits.argmax(axis=1) == labels
     else:

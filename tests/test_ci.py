@@ -2,10 +2,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import layers as L
 
 from causadv_lib import ci
 from causadv_lib import keras_graph as kg
+from causadv_lib import logprob
 
 TOL = 1e-5
 
@@ -243,6 +245,16 @@ def test_saturated_model_log_probability_is_nonzero():
         want = logp0(logits)[:, None] - logp0(z_abl)
         # float32 logits carry ~4e-6 absolute error at a gap of 40, i.e. ~4e-6 relative in sum exp(...)
         np.testing.assert_allclose(lp.ci[:, live], want[:, live], rtol=1e-3, atol=1e-4 * np.abs(want).max())
+
+
+def test_the_graph_log_probability_is_the_numpy_formula():
+    """`ci.definitions.log_prob` (TensorFlow, in the CI graph) and `logprob.log_prob` (numpy float64) are one
+    formula: in float64 they agree to rounding, saturated rows included."""
+    rng = np.random.default_rng(9)
+    z = np.concatenate([rng.normal(size=(30, 5)) * 3, rng.normal(size=(10, 5)) + 45 * np.eye(5)[rng.integers(0, 5, 10)]])
+    c = rng.integers(0, 5, len(z)).astype(np.int32)
+    graph = ci.definitions.log_prob(tf.constant(z), tf.constant(c)).numpy()
+    np.testing.assert_allclose(graph, logprob.log_prob(z, c), rtol=1e-12, atol=0)
 
 
 # ------------------------------------------------------------------------------- graph and API

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from causadv_lib import config
+from causadv_lib import config, logprob
 from causadv_lib import confidence as cf
+from causadv_lib import metrics as mt
 from causadv_lib.analysis import confidence as ac
 from causadv_lib.vocab import CLEAN
-from causadv_lib import metrics as mt
 
 
 def _softmax64(z):
@@ -348,3 +348,15 @@ def test_rows_of_notebook_08_on_the_synthetic_experiment(monkeypatch):
     cv = ac.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
     assert len(cv) == n_att and all(r["verdict"] in ac.VERDICTS for r in cv)
     assert cv == ac.logistic_rows(S, meta, n_splits=3, seed=config.SEED, n_boot=50)
+
+
+def test_log_probability_has_one_home():
+    """`logprob.log_prob` is confidence's log p_max at the top class, bit for bit, and exact off the top."""
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(size=(40, 6)) * 4, rng.normal(size=(10, 6)) + 50 * np.eye(6)[rng.integers(0, 6, 10)]])
+    top = z.argmax(axis=1)
+    assert logprob.log_prob(z, top).tobytes() == cf.log_msp(z).tobytes()
+    c = rng.integers(0, 6, len(z))
+    np.testing.assert_allclose(logprob.log_prob(z, c), np.log(_softmax64(z)[np.arange(len(z)), c]), rtol=1e-9, atol=1e-12)
+    sat = np.array([[40.0, 0.0, 0.0]])                       # float32 p_0 == 1.0, log p_0 still exact
+    assert logprob.log_prob(sat.astype(np.float32), [0])[0] == pytest.approx(-2 * math.exp(-40), rel=1e-9)
