@@ -25,11 +25,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
+from . import __version__, logprob, runner
+from . import cache as ccache
 from . import ci as _ci
-from . import logprob, runner
+from .data import DataError, ImagePool
 from .io import atomic_write_bytes
+from .spread import spread
+from .zoo import ZooModel
 
 
 @dataclass(frozen=True)
@@ -86,12 +91,10 @@ class Prototypes:
 
 
 def _is_zoo_model(obj) -> bool:
-    from .zoo import ZooModel
     return isinstance(obj, ZooModel)
 
 
 def _keras_model_name(obj) -> str | None:
-    import keras
     return obj.name if isinstance(obj, keras.Model) else None
 
 
@@ -164,11 +167,6 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     and the source code of `prototypes` and `ci` (`cache.cached`). A corrupted entry is reported with a
     warning, deleted and recomputed.
     """
-    from . import __version__
-    from . import cache as ccache
-    from .data import ImagePool
-    from .samples import spread
-
     if not _is_zoo_model(zoo_model):
         name = _keras_model_name(zoo_model)
         raise TypeError(f"for_pool takes a ZooModel, got {type(zoo_model).__name__}"
@@ -238,8 +236,6 @@ def from_images(zoo_model, images, labels, ids=None, *, definition: str = "proba
     `images`). CI vectors use the zoo model's CI layer and `definition`. cache: store the result as
     `for_pool` does (keyed by the model, the images and everything else it depends on).
     """
-    from .data import DataError, ImagePool
-
     if not _is_zoo_model(zoo_model):
         name = _keras_model_name(zoo_model)
         raise TypeError(f"from_images takes a ZooModel, got {type(zoo_model).__name__}"

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from . import __version__, config
 from .io import atomic_write_bytes, plain_name, to_jsonable
-from .text import interval, markdown_text, num, percent  # noqa: F401  (num, percent, interval: for notebooks)
+from .text import markdown_text
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], caption: str | None = None) -> str:

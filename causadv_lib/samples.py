@@ -18,7 +18,6 @@ import numpy as np
 
 from . import config, data
 from .io import atomic_write_bytes
-from .spread import spread  # noqa: F401 -- samples.spread, the even spread of a pool, for the notebooks
 from .zoo import evaluate
 
 

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import config, data, plots, report, samples, zoo
+from causadv_lib import config, data, plots, report, samples, spread, zoo
 from causadv_lib.zoo import evaluate
 
 P = config.get_profile(profile)
@@ -42,7 +42,7 @@ print(f"profile={P.name}  data={data.data_dir()}  outputs={rep.out_dir}")
 # Top-1 of each model on each of its datasets. The `paper` profile evaluates whole pools (10 000 CIFAR-10
 # JPEG test images, 1000 ImageNet sample images, 1300 ImageNet validation images, 20 + 20 lossless
 # images); the `smoke` profile `accuracy_limit` images (200) evenly spread over each pool
-# (`samples.spread`: not random; pools are ordered by class, so every part of a pool is represented). The
+# (`spread.spread`: not random; pools are ordered by class, so every part of a pool is represented). The
 # CIFAR JPEGs are lossy (about the size of an attack budget), so the accuracies are below those on the
 # original CIFAR-10 test set; the lossless PNGs are the artefact-free control. The pools are named as in
 # the code; Table 0c below says what each one is.
@@ -106,7 +106,7 @@ for model_name, pool_name, fig_name in [("mobilenet_v2_imagenet", "imagenet_eval
                                         ("vgg16_bn_cifar10", "cifar10_eval", "fig00_samples_cifar10")]:
     zm = zoo.get(model_name)
     pool = data.pool(pool_name)
-    idx = np.concatenate([pool.index_of(chosen[(model_name, pool_name)].ids[:8]), samples.spread(len(pool), 8)])
+    idx = np.concatenate([pool.index_of(chosen[(model_name, pool_name)].ids[:8]), spread.spread(len(pool), 8)])
     images = pool.load(idx)
     probs = zm.predict(images)
     fig = plots.image_grid(images, [pool.labels[i] for i in idx], probs, pool.class_names, columns=8,

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import ci, config, data, plots, prototypes, report, samples, zoo
+from causadv_lib import ci, config, data, plots, prototypes, report, samples, spread, zoo
 
 P = config.get_profile(profile)
 rep = report.Report("01_causal_learning", profile)
@@ -159,7 +159,7 @@ for model_name, _, proto_pool_name in SETUPS:
     zm = zoo.get(model_name)
     pool = data.pool(proto_pool_name)
     found = protos[model_name] = prototypes.for_pool(zm, pool, limit=P.prototype_pool_limit, cache=True)
-    searched = len(samples.spread(len(pool), P.prototype_pool_limit))
+    searched = len(spread.spread(len(pool), P.prototype_pool_limit))
     rep.record(f"{model_name}/prototypes", {"pool": proto_pool_name, "pool_images_searched": searched,
                                             "classes_with_prototype": len(found.classes),
                                             "classes_without": len(found.missing)})

@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import attacks, config, data, experiment, plots, report, samples, zoo
+from causadv_lib import attacks, config, data, experiment, plots, report, spread, zoo
 from causadv_lib.analysis import tables
 from causadv_lib.vocab import ATTACK_LABELS, DATASET_LABELS, eps_label
 
@@ -77,7 +77,7 @@ setup_rows = []
 for d, exp in EXP.items():
     s, cs, protos = exp.setup, exp.clean, exp.prototypes
     zm = zoo.get(s.model)
-    searched = len(samples.spread(len(data.pool(s.prototype_pool)), P.prototype_pool_limit))
+    searched = len(spread.spread(len(data.pool(s.prototype_pool)), P.prototype_pool_limit))
     setup_rows.append({"dataset": DATASET_LABELS[d], "model": s.model, "CI layer": zm.ci_layer,
                        "filters": int(cs.ci_result.ci.shape[1]), "CI path": cs.ci_result.path, "sample list": s.sample_model,
                        "images": cs.n, "classes": len(set(cs.labels.tolist())), "correct": cs.n_correct,

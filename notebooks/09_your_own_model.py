@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import config, data, experiment, plots, preprocess, prototypes, report, samples, zoo
+from causadv_lib import config, data, experiment, plots, preprocess, prototypes, report, spread, zoo
 from causadv_lib.analysis import tables
 
 P = config.get_profile(profile)
@@ -88,7 +88,7 @@ eval_pool, proto_pool = {"imagenet": ("imagenet_eval", "imagenet_prototypes"),
 pool = data.pool(eval_pool)
 protos_a = prototypes.for_pool(zm_a, data.pool(proto_pool), limit=SCALE["proto_limit"], cache=True)
 candidates = np.flatnonzero(np.isin(pool.labels, protos_a.classes))
-chosen = candidates[samples.spread(len(candidates), SCALE["eval"])]
+chosen = candidates[spread.spread(len(candidates), SCALE["eval"])]
 pixels_a = zm_a.geometry(pool.load(chosen))
 labels_a = pool.labels[chosen]
 out_a = experiment.run_on_model(zm_a, pixels_a, labels_a, dataset_a, attacks=ATTACKS, eps=EPS)
@@ -132,7 +132,7 @@ normalize_b = preprocess.to_unit_range   # float pixels in [0, 255] -> [-1, 1], 
 
 
 train = data.pool("cifar10_prototypes")
-t_idx = samples.spread(len(train), SCALE["train"])
+t_idx = spread.spread(len(train), SCALE["train"])
 train_images, train_labels = train.load(t_idx), train.labels[t_idx]
 features = keras.Sequential([keras.Input((32, 32, 3)), base, keras.layers.GlobalAveragePooling2D()]).predict(
     normalize_b(train_images), batch_size=64, verbose=0)
@@ -152,7 +152,7 @@ print(f"wrapped: CI layer {zm_b.ci_layer!r} (default rule), outputs={zm_b.output
 # %%
 protos_b = prototypes.from_images(zm_b, train_images, train_labels, ids=[train.ids[i] for i in t_idx], cache=True)
 test = data.pool("cifar10_eval")
-e_idx = samples.spread(len(test), SCALE["cifar_eval"])
+e_idx = spread.spread(len(test), SCALE["cifar_eval"])
 pixels_b, labels_b = test.load(e_idx), test.labels[e_idx]
 out_b = experiment.run_on_model(zm_b, pixels_b, labels_b, "cifar10", attacks=ATTACKS, eps=EPS)
 acc_b = f"{out_b.correct.mean():.0%} of {len(labels_b)} test images (chance 10%)"

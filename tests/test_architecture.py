@@ -20,7 +20,7 @@ def _all_modules():
 
 MODULES = _all_modules()
 LAYERS = [
-    {"config", "checks", "io", "text", "vocab", "paper"},
+    {"config", "checks", "io", "text", "vocab", "paper", "logprob", "pixels"},
     {"data", "preprocess", "spread"},
     {"keras_graph", "zoo", "runner", "samples"},
     {"ci", "cache"},

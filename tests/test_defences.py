@@ -1,13 +1,12 @@
 """ART input purifiers (`causadv_lib.defences`): settings, determinism, counting by class index, bad input.
 A tiny CNN stands in for the zoo models (no weights, a few seconds)."""
-import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy.ndimage import median_filter
 
-from causadv_lib import config, defences, experiment, paper
+from causadv_lib import defences, experiment, paper
 from causadv_lib.analysis import defences as evaluation
 from causadv_lib.vocab import CLEAN, AttackKey
 

@@ -1,6 +1,5 @@
 """experiment: naming, setups, the successful-example filter, the paper-layout rows, and one end-to-end
 run on a tiny CNN (no zoo weights, a few seconds)."""
-import json
 import math
 from types import SimpleNamespace
 

@@ -120,7 +120,8 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
     whatever the batch size and whichever images share the call.
     cache: reuse CI vectors stored under `config.cache_dir()/ci`, keyed by the model (architecture and
     weights), the layer, the input bytes, the target, the definition, outputs, method, the layout and the
-    library version (`cache.py`): a hit is bit-identical to recomputing. Off by default; notebooks turn it on.
+    library version and the source code of the ci package, keras_graph and runner (`cache.cached`): a hit is
+    bit-identical to recomputing. Off by default; notebooks turn it on.
     progress: a progress bar over batches (None: only for runs longer than 2 s).
     An empty batch gives an empty result of the right shape.
     """
@@ -131,27 +132,32 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
         plan.closed_path(p) if method == "auto" and p.closed else "generic")
     if not len(images):
         return _empty(p, definition, path)
-    key = None
+    def compute():
+        step = runner.round_up(batch_size, runner.MICRO_BATCH)
+        if path == "naive":
+            out = naive.run_naive(eng, definition, images, target, list(range(p.K)),
+                                  runner.round_up(batch_size, naive.NAIVE_BATCH), progress)
+        elif path == "generic":
+            out = engine.run_generic(eng, definition, images, target, step, progress)
+        else:
+            out = engine.run_closed(eng, definition, images, target, step, progress)
+        return dict(zip(("ci", "predicted", "probability", "target"), out)) | {"path": np.array(path)}
+
+    def wrong(a):
+        n = len(images)
+        want = {"ci": (n, p.K), "predicted": (n,), "probability": (n,), "target": (n,), "path": ()}
+        bad = {k: a[k].shape for k in want if a[k].shape != want[k]}
+        return f"shapes {bad}, expected {want}" if bad else None
+
     if cache:
-        key = ccache.key("ci", ccache.model_fingerprint(model), p.layer_name, images, target, definition,
-                         outputs, method, layout_key(), __version__)
-        hit = ccache.load("ci", key, required=("ci", "predicted", "probability", "target", "path"))
-        if hit is not None:
-            return _result(hit["ci"], hit["predicted"], hit["probability"], hit["target"], definition,
-                           p.layer_name, str(hit["path"]))
-    step = runner.round_up(batch_size, runner.MICRO_BATCH)
-    if path == "naive":
-        ci, pred, prob, c = naive.run_naive(eng, definition, images, target, list(range(p.K)),
-                                            runner.round_up(batch_size, naive.NAIVE_BATCH), progress)
-    elif path == "generic":
-        ci, pred, prob, c = engine.run_generic(eng, definition, images, target, step, progress)
+        got = ccache.cached("ci", [ccache.model_fingerprint(model), p.layer_name, images, target, definition,
+                                   outputs, method, layout_key(), __version__],
+                            compute, required=("ci", "predicted", "probability", "target", "path"), validate=wrong,
+                            code=("causadv_lib.ci", "causadv_lib.keras_graph", "causadv_lib.runner"))
     else:
-        ci, pred, prob, c = engine.run_closed(eng, definition, images, target, step, progress)
-    res = _result(ci, pred, prob, c, definition, p.layer_name, path)
-    if key is not None:
-        ccache.save("ci", key, {"ci": res.ci, "predicted": res.predicted, "probability": res.probability,
-                                "target": res.target, "path": np.array(path)})
-    return res
+        got = compute()
+    return _result(got["ci"], got["predicted"], got["probability"], got["target"], definition, p.layer_name,
+                   str(got["path"]))
 
 
 def _empty(p: plan.Plan, definition: str, path: str, filters=None) -> CIResult:

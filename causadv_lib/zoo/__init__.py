@@ -28,8 +28,7 @@ from .custom_model import custom
 from .keras_apps import ModelUnavailableError
 from .model import DATASETS, OUTPUTS, ZooModel, name_of
 from .registry import BUILDERS, UnknownModelError, for_pixels, get, names, resolve
-# _is_softmax and _producer: read by causadv_lib.attacks until it uses keras_graph.logits_of
-from .structure import _is_softmax, _producer, check_structure, flatten, layer_output, split_softmax
+from .structure import check_structure, flatten, layer_output, split_softmax
 from .tflite import from_tflite  # any TFLite image classifier as a ZooModel (zoo/tflite/)
 
 __all__ = ["ZooModel", "UnknownModelError", "ModelUnavailableError", "get", "names", "resolve", "custom",

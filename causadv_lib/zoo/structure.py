@@ -7,23 +7,6 @@ import keras
 from .. import keras_graph as kg
 
 
-def _is_softmax(layer) -> bool:
-    """Whether `layer` is a softmax layer over its last axis (`keras_graph.softmax_kind` "layer")."""
-    rank = 2
-    if isinstance(layer, keras.layers.Softmax):
-        try:
-            rank = len(layer.output.shape)   # the rank it was called on (its first call)
-        except (AttributeError, ValueError):
-            pass
-    return kg.layer_softmax_kind(layer, rank) == "layer"
-
-
-def _producer(model: keras.Model, tensor):
-    """The layer whose call in `model`'s own graph produced `tensor` (None for an input)."""
-    n = kg.producer(kg.nodes(kg.functional(model)), tensor)
-    return None if n is None else n.operation
-
-
 def final_node(model):
     """The call (Keras node) that produces the model's (single) output."""
     return kg.producer(kg.nodes(kg.functional(model)), model.outputs[0])

@@ -67,7 +67,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import keras
 import numpy as np
 
 from ..model import DATASETS, ZooModel
