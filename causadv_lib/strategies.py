@@ -229,6 +229,9 @@ def s2_pearson(ci, predicted, proto, mode: str = "topk", k: int = S2_TOPK,
                        "passed")
     if mode == "topk":
         k = _check_int(k, "k", 1)
+        if k > p.shape[0]:
+            raise ValueError(f"k: expected at most {p.shape[0]} (the number of classes, prototype rows), got {k}: "
+                             "every class would be in the top-k")
         rho = np.clip(zx @ zp.T, -1.0, 1.0)
         rho[:, ~valid] = -np.inf                    # classes without a prototype never compete
         own = rho[np.arange(x.shape[0]), pred]
@@ -270,6 +273,8 @@ def s4_common_features(ci, predicted, proto, n: int = 3, m: int = 10, rule="subs
     pred = _check_predicted(predicted, x.shape[0], p.shape[0])
     n = _check_int(n, "n", 1)
     m = _check_int(m, "m", 1)
+    if m > x.shape[1]:
+        raise ValueError(f"m: expected at most K = {x.shape[1]} (the filters of the layer), got m={m}")
     if m < n:
         raise ValueError(f"m: the paper requires m >= n, got n={n}, m={m}")
     if rule == "subset":
@@ -310,12 +315,33 @@ def paper_variants(dataset: str) -> tuple[tuple[str, dict], ...]:
             + tuple(("s3", {"n": n}) for n in S3_NS) + tuple(("s4", {"n": n, "m": m}) for n, m in S4_NMS))
 
 
+def _does_not_fit(key: str, kwargs: dict, ci, proto) -> bool:
+    """A paper variant whose parameters exceed the model: S2 top-k with k above the number of classes, S4 with
+    m above the layer's K (a small model of your own)."""
+    K, C = np.shape(ci)[-1], np.shape(proto)[0]
+    return (key == "s2" and kwargs.get("mode") == "topk" and kwargs["k"] > C) or (key == "s4" and kwargs["m"] > K)
+
+
+def _unfit(key: str, kwargs: dict, n: int) -> StrategyResult:
+    """The result of a variant that cannot judge these samples: every sample uncounted (as a class without a
+    prototype is), so tables say "uncounted" and ROC rows have no AUC, instead of a silently degenerate rule."""
+    none = np.zeros(n, bool)
+    nan = np.full(n, np.nan)
+    side = "passed"
+    return _result(variant_name(key, **kwargs), key, kwargs, none, nan, none, nan,
+                   "does not fit the model (parameter above the number of classes or filters)", side)
+
+
 def evaluate_all(ci, predicted, proto, dataset: str = "imagenet", s4_rule="subset") -> list[StrategyResult]:
-    """Every variant of `paper_variants(dataset)` on the same samples, in table order."""
+    """Every variant of `paper_variants(dataset)` on the same samples, in table order. A variant whose
+    parameters exceed the model (S2 top-5 with 5 classes or fewer, S4 m/K with fewer than m filters) counts
+    no sample (`_unfit`)."""
     out = []
     for key, kwargs in paper_variants(dataset):
         fn = STRATEGIES[key]
-        if key in ("s1", "s3"):
+        if _does_not_fit(key, kwargs, ci, proto):
+            out.append(_unfit(key, kwargs, _check_ci(ci).shape[0]))
+        elif key in ("s1", "s3"):
             out.append(fn(ci, **kwargs))
         elif key == "s4":
             out.append(fn(ci, predicted, proto, rule=s4_rule, **kwargs))

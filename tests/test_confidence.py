@@ -246,7 +246,7 @@ def _synthetic_experiment(monkeypatch, seed=0):
 
     rng = np.random.default_rng(seed)
     setup = experiment.setup_for("cifar10", "smoke")
-    C, K, N = 10, 16, 12
+    C, K, N = 10, 32, 12      # K >= 30: every paper variant fits (S4(10/30))
     proto_ci = rng.normal(size=(C, K)).astype(np.float32)
     proto_ci[9] = np.nan                                      # class 9 has no prototype
     labels = np.arange(N) % C
@@ -335,7 +335,7 @@ def test_rows_of_notebook_08_on_the_synthetic_experiment(monkeypatch):
     n_att = len(ac.attacks(S))
     assert n_att == 6
     zero = ac.zero_share_rows({"probability": S, "logit": S}, meta)
-    assert len(zero) == 7 and zero[0]["samples"] == "Clean" and zero[0]["zero share: logit"] == round(3 / 16, 3)
+    assert len(zero) == 7 and zero[0]["samples"] == "Clean" and zero[0]["zero share: logit"] == round(3 / 32, 3)
     assert zero[0]["median #zero: probability"] == 3.0 and zero[0]["p = 1.0"] == 1.0
     assert len(ac.confidence_roc_rows(S, meta)) == 3 * 2 * n_att
     rows = ac.strategy_roc_rows(S, meta)

@@ -57,3 +57,16 @@ def test_a_string_threshold_is_refused():
 def test_metric_parameters_are_checked_by_name(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_variants_larger_than_the_model_are_refused_or_left_uncounted():
+    rng = np.random.default_rng(0)
+    ci = np.abs(rng.normal(size=(3, 8))).astype(np.float32)          # K = 8 filters, 3 classes
+    with pytest.raises(ValueError, match="m: expected at most K = 8"):
+        strategies.s4_common_features(ci, [0, 1, 2], ci, n=3, m=10)
+    with pytest.raises(ValueError, match="k: expected at most 3"):
+        strategies.s2_pearson(ci, [0, 1, 2], ci, mode="topk", k=5)
+    res = {r.name: r for r in strategies.evaluate_all(ci, np.array([0, 1, 2]), ci, dataset="imagenet")}
+    for v in ("S2(top-5)", "S4(3/10)", "S4(5/20)", "S4(10/30)"):      # the paper's variants that do not fit
+        assert res[v].n == 3 and res[v].n_counted == 0 and np.isnan(res[v].score).all()
+    assert res["S1(n=0)"].n_counted == 3

@@ -256,8 +256,10 @@ def test_paper_count_sides():
      r"threshold: .*\[-1, 1\]"),
     (lambda: st.s2_pearson(f32([[0, 1]]), [0], f32([[0, 1]]), k=0), r"k: expected an integer >= 1"),
     (lambda: st.s4_common_features(f32([[0, 1]]), [0], f32([[0, 1]]), n=3, m=2), r"m: .*m >= n.*n=3, m=2"),
-    (lambda: st.s4_common_features(f32([[0, 1]]), [0], f32([[0, 1]]), rule="contains"), r"rule: .*'contains'"),
-    (lambda: st.s4_common_features(f32([[0, 1]]), [0], f32([[0, 1]]), n=3, m=3, rule=4), r"rule: .*1\.\.n=3"),
+    (lambda: st.s4_common_features(f32([range(10)]), [0], f32([range(10)]), rule="contains"), r"rule: .*'contains'"),
+    (lambda: st.s4_common_features(f32([range(10)]), [0], f32([range(10)]), n=3, m=3, rule=4), r"rule: .*1\.\.n=3"),
+    (lambda: st.s4_common_features(f32([[0, 1]]), [0], f32([[0, 1]]), n=1, m=3), r"m: expected at most K = 2"),
+    (lambda: st.s2_pearson(f32([[0, 1]]), [0], f32([[0, 1], [1, 0]]), k=3), r"k: expected at most 2 \(the number of cl"),
 ])
 def test_validation_errors_name_argument_and_value(call, match):
     with pytest.raises(ValueError, match=match):
