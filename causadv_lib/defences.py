@@ -34,10 +34,14 @@ Bad input stops with an error naming the model, or the index and shape of the of
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from art.defences import preprocessor
+
+with warnings.catch_warnings():  # ART's certification package warns that PyTorch is absent
+    warnings.filterwarnings("ignore", message="PyTorch not found")
+    from art.defences import preprocessor
 
 from . import checks, config, runner, zoo
 from .pixels import check_images

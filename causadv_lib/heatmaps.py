@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import keras_graph as kg
-from . import runner, zoo
+from . import runner, strategies, zoo
 from .pixels import check_images
 
 __all__ = ["METHODS", "MEASURES", "BATCH", "check_layer", "layer_shape", "activations", "layer_maps", "normalise", "upsample",
@@ -98,6 +98,11 @@ def _check_vectors(zm, layer, ci, n: int, what: str) -> np.ndarray:
     if v.ndim != 2 or v.shape[1] != K or v.shape[0] != n:
         raise ValueError(f"{what}: expected ({n}, {K}) CI vectors (one per image, one value per filter of layer "
                          f"{layer!r} of model {_name(zm)}), got shape {v.shape}")
+    if n:
+        try:
+            strategies.check_ci(v)            # finite CI values: the strategies' rule, the one home
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
     return v
 
 
@@ -111,6 +116,10 @@ def _check_prototypes(zm, layer, prototypes):
     if ci.ndim != 2 or ci.shape[1] != K or ci.shape[0] != len(zm.class_names):
         raise ValueError(f"model {_name(zm)}: prototypes of shape {ci.shape} do not fit layer {layer!r} "
                          f"({len(zm.class_names)} classes x {K} filters)")
+    try:
+        strategies.check_proto(ci, K)         # rows finite, or all NaN (no prototype): the strategies' rule
+    except ValueError as e:
+        raise ValueError(f"model {_name(zm)}: prototypes: {e}") from None
     return ci
 
 

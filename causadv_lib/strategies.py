@@ -122,7 +122,8 @@ def _float_matrix(a, name: str) -> np.ndarray:
     return arr
 
 
-def _check_ci(ci) -> np.ndarray:
+def check_ci(ci) -> np.ndarray:
+    """`ci` as a float64 (N, K) array of finite CI values, or a ValueError naming the first bad value."""
     arr = _float_matrix(ci, "ci")
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -132,7 +133,7 @@ def _check_ci(ci) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _check_proto(proto, k: int) -> tuple[np.ndarray, np.ndarray]:
+def check_proto(proto, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(proto as float64, valid (C,) bool): a row is either finite (valid) or all NaN (no prototype)."""
     arr = _float_matrix(proto, "proto")
     if arr.shape[1] != k:
@@ -184,7 +185,7 @@ def _result(name, strategy, params, flagged, score, counted, statistic, statisti
 
 def s1_causal_existence(ci, n: int = 0) -> StrategyResult:
     """S1: adversarial if the sample has at most `n` causal filters (CI > 0)."""
-    x = _check_ci(ci)
+    x = check_ci(ci)
     n = _check_int(n, "n", 0)
     count = (x > 0).sum(axis=1)
     counted = np.ones(x.shape[0], bool)
@@ -205,8 +206,8 @@ def _standardised_rows(x: np.ndarray) -> np.ndarray:
 def pearson_matrix(ci, proto) -> np.ndarray:
     """(N, C) Pearson rho between every sample and every prototype; 0 where either vector is constant,
     NaN in the columns of classes without a prototype."""
-    x = _check_ci(ci)
-    p, valid = _check_proto(proto, x.shape[1])
+    x = check_ci(ci)
+    p, valid = check_proto(proto, x.shape[1])
     rho = np.clip(_standardised_rows(x) @ _standardised_rows(np.where(valid[:, None], p, 0.0)).T, -1.0, 1.0)
     rho[:, ~valid] = np.nan
     return rho
@@ -215,8 +216,8 @@ def pearson_matrix(ci, proto) -> np.ndarray:
 def s2_pearson(ci, predicted, proto, mode: str = "topk", k: int = S2_TOPK,
                threshold: float = S2_THRESHOLD) -> StrategyResult:
     """S2: Pearson correlation of the sample's CI vector with the prototypes (module docstring)."""
-    x = _check_ci(ci)
-    p, valid = _check_proto(proto, x.shape[1])
+    x = check_ci(ci)
+    p, valid = check_proto(proto, x.shape[1])
     pred = _check_predicted(predicted, x.shape[0], p.shape[0])
     counted = valid[pred]
     zx = _standardised_rows(x)
@@ -244,7 +245,7 @@ def s2_pearson(ci, predicted, proto, mode: str = "topk", k: int = S2_TOPK,
 
 def s3_zero_effect(ci, n: int = 5) -> StrategyResult:
     """S3: adversarial if the sample has at most `n` filters with CI exactly 0 (Table 3 counts > n)."""
-    x = _check_ci(ci)
+    x = check_ci(ci)
     n = _check_int(n, "n", 0)
     zeros = (x == 0).sum(axis=1)
     counted = np.ones(x.shape[0], bool)
@@ -268,8 +269,8 @@ def top_causal(ci, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def s4_common_features(ci, predicted, proto, n: int = 3, m: int = 10, rule="subset") -> StrategyResult:
     """S4: top-n causal filters of the sample against top-m of its predicted class's prototype."""
-    x = _check_ci(ci)
-    p, valid = _check_proto(proto, x.shape[1])
+    x = check_ci(ci)
+    p, valid = check_proto(proto, x.shape[1])
     pred = _check_predicted(predicted, x.shape[0], p.shape[0])
     n = _check_int(n, "n", 1)
     m = _check_int(m, "m", 1)
@@ -340,7 +341,7 @@ def evaluate_all(ci, predicted, proto, dataset: str = "imagenet", s4_rule="subse
     for key, kwargs in paper_variants(dataset):
         fn = STRATEGIES[key]
         if _does_not_fit(key, kwargs, ci, proto):
-            out.append(_unfit(key, kwargs, _check_ci(ci).shape[0]))
+            out.append(_unfit(key, kwargs, check_ci(ci).shape[0]))
         elif key in ("s1", "s3"):
             out.append(fn(ci, **kwargs))
         elif key == "s4":

@@ -70,3 +70,63 @@ def test_variants_larger_than_the_model_are_refused_or_left_uncounted():
     for v in ("S2(top-5)", "S4(3/10)", "S4(5/20)", "S4(10/30)"):      # the paper's variants that do not fit
         assert res[v].n == 3 and res[v].n_counted == 0 and np.isnan(res[v].score).all()
     assert res["S1(n=0)"].n_counted == 3
+
+
+# ------------------------------------------------------------------------ 5. [0, 1] pixels, 6. heatmaps
+@pytest.fixture(scope="module")
+def tiny_zm():
+    net = _tiny(classes=3, size=8)
+    return zoo.custom(net, lambda im: im.astype("float32") / 255, outputs="logits", normalize=lambda p: p / 255,
+                      name="tinysafe")
+
+
+def test_unit_range_pixels_are_refused_by_attacks_defences_and_heatmaps(tiny_zm):
+    from causadv_lib import attacks, heatmaps
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    for call in (lambda p: attacks.generate(tiny_zm, p, labels=[0, 1], attack="fgsm", cache=False),
+                 lambda p: defences.predict(tiny_zm, p, "feature_squeezing"),
+                 lambda p: defences.purify("feature_squeezing", p),
+                 lambda p: heatmaps.gradcam(tiny_zm, p)):
+        with pytest.raises(ValueError, match=r"scale \[0, 1\] images by 255"):
+            call(x / 255)
+        call(x)                                   # the same images in [0, 255] pass
+    assert defences.predict(tiny_zm, np.zeros((1, 8, 8, 3), np.float32)).shape == (1, 3)   # all black: fine
+
+
+def test_heatmaps_refuse_infinite_prototypes_and_nan_ci(tiny_zm):
+    from types import SimpleNamespace
+
+    from causadv_lib import heatmaps
+    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    good = np.abs(np.random.default_rng(2).normal(size=(3, 4))).astype(np.float32)
+    bad = good.copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="prototypes: proto: row 1 holds an infinite"):
+        heatmaps.maps(tiny_zm, x, SimpleNamespace(ci=bad, layer="conv"), [0, 1], method="causal")
+    own = good[:2].copy()
+    own[0, 0] = np.nan
+    with pytest.raises(ValueError, match="own_ci: ci: .*row 0, filter 0 = nan"):
+        heatmaps.consistency(tiny_zm, x, own, [0, 1], SimpleNamespace(ci=good, layer="conv"))
+    ok = heatmaps.consistency(tiny_zm, x, good[:2], [0, 1], SimpleNamespace(ci=good, layer="conv"))
+    assert np.isfinite(ok["cosine"]).all()
+
+
+# --------------------------------------------------------------------- 8. a cache entry is checked on load
+def test_a_wrong_attack_entry_is_recomputed_with_a_warning(tiny_zm, tmp_path, monkeypatch):
+    from causadv_lib import attacks
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
+    x = np.random.default_rng(3).uniform(0, 255, (4, 8, 8, 3)).astype(np.float32)
+    y = tiny_zm.predict_inputs(tiny_zm.normalize(x)).argmax(axis=1)
+    fresh = attacks.generate(tiny_zm, x, labels=y, attack="bim", eps=8 / 255)
+    (entry,) = (tmp_path / "attacks").glob("*.npz")
+    for name, tamper in [("predicted", lambda a: a | {"predicted": (a["predicted"] + 1) % 3}),     # success lies
+                         ("adversarial", lambda a: a | {"adversarial": np.clip(a["adversarial"] + 20, 0, 255)}),
+                         ("adversarial", lambda a: a | {"adversarial": a["adversarial"] * 0 + 300})]:
+        with np.load(entry) as z:
+            arrays = {k: z[k] for k in z.files}
+        np.savez(entry, **tamper(arrays))
+        with pytest.warns(RuntimeWarning, match="unusable"):
+            again = attacks.generate(tiny_zm, x, labels=y, attack="bim", eps=8 / 255)
+        assert np.array_equal(again.adversarial, fresh.adversarial) and np.array_equal(again.success, fresh.success)
+    hit = attacks.generate(tiny_zm, x, labels=y, attack="bim", eps=8 / 255)     # the recomputed entry serves
+    assert np.array_equal(hit.predicted, fresh.predicted)
