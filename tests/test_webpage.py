@@ -274,3 +274,27 @@ def test_smoke_profile_page_loads_every_figure(tmp_path):
     widths = _loaded(res, figs, prefix)
     missing = [p.name for p in sorted(figs.glob("*.png")) if widths.get(p.name, 0) <= 0]
     assert not missing, f"figures missing from the page or not loaded: {missing}"
+
+
+def test_markup_in_the_data_reaches_the_page_as_text(tmp_path):
+    """Issue 14: a custom model's class name `<img src=x onerror=alert(2)>` shows as those characters, a `|` or a
+    newline in a cell keeps the table's rows, and the CSV keeps the raw value (RFC 4180 quoting)."""
+    hostile = "<img src=x onerror=alert(2)>"
+    build, figs, srcs = tmp_path / "build", tmp_path / "figures", tmp_path / "notebooks"
+    for d in (build, figs, srcs):
+        d.mkdir()
+    rep = report.Report("01_hostile", "smoke", out_dir=figs)
+    md = rep.table("table01_hostile", [{"class": hostile, "note": "a|b\nc", "n": 1}, {"class": "ok", "note": "", "n": 2}])
+    nb = v4.new_notebook()
+    cell = v4.new_code_cell("display(Markdown(md))", execution_count=1)
+    cell.outputs = [v4.new_output("display_data", data={"text/markdown": md, "text/plain": "<Markdown>"})]
+    nb.cells = [v4.new_markdown_cell("# 1 Hostile"), cell]
+    nbformat.write(nb, build / "01_hostile.ipynb")
+    (srcs / "01_hostile.py").write_text("# %%\n")
+    rep.save()
+    text = webpage.build("smoke", build, figs, notebooks_dir=srcs).read_text()
+    assert "<img src=x" not in text                           # no live markup from the data
+    assert "&lt;img src=x onerror=alert(2)" in text            # the characters themselves, shown
+    body = text[text.index("<table"):text.index("</table>")]
+    assert body.count("<tr") == 3                              # header + two rows: `|` and newline did not split
+    assert (figs / "table01_hostile.csv").read_text().splitlines()[1].startswith(f'{hostile},"a|b')
