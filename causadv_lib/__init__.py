@@ -4,10 +4,13 @@ Data flows one way, and the layout follows it (a module imports only its own lay
 tests/test_architecture.py checks it, and that no import circle exists):
 
   vocabulary  config (paths, seed, profiles), vocab (datasets, attack keys, eps labels, strategy variants),
-              paper (the paper's numbers, read from paper_numbers.json), io (atomic writes, JSON), text
-  data        data/ (manifest, sha256 verification, fetch, images, pools), preprocess, spread, samples
-  models      keras_graph (the one adapter to Keras internals), zoo/ (registry, custom models, TFLite rebuild)
-  CI          ci (counterfactual information of every filter of a layer, paper section 3.1), cache
+              paper (the paper's numbers, read from paper_numbers.json), checks (parameter checks), io (atomic
+              writes, JSON, plain output names), text (prose numbers, escaping), pixels (the one pixel contract),
+              logprob (exact log-probability)
+  data        data/ (manifest, sha256 verification, fetch, images, pools), preprocess, spread
+  models      keras_graph (the one adapter to Keras internals: logits, default CI layer), runner (the one fixed-batch
+              forward pass), zoo/ (registry, custom models, TFLite rebuild), samples (evaluation lists)
+  CI          ci/ (counterfactual information of every filter of a layer, paper section 3.1), cache
   method      prototypes (3.2), strategies (the four detection strategies), attacks (ART), defences (ART
               purifiers), heatmaps (causal maps, Grad-CAM), confidence (baselines from the logits), metrics
   experiment  experiment (the shared, cached experiment of notebooks 02 onwards; its groups)
