@@ -2,7 +2,8 @@
 
 Each table is a `PaperTable`: its dataset, budget, N, the strategy variants (or purifiers) of its columns,
 and per row name (``"Clean"``, ``"FGSM targeted"``, ...) the paper's counts, one per column. Counts are of
-samples that pass (look clean), as `strategies.paper_count`; Table 4's count recovered true labels.
+samples that pass (look clean), as `strategies.paper_count` (strategy 1, whose counts the paper gives in its text
+only: samples flagged, its "detection rate"); Table 4's count recovered true labels.
 
     >>> from causadv_lib import paper
     >>> paper.table("table2").rows["Clean"]
@@ -24,7 +25,7 @@ from typing import Mapping
 from .vocab import ATTACK_LABELS, CLEAN
 
 NUMBERS_FILE = Path(__file__).resolve().with_name("paper_numbers.json")
-TABLES = ("table1", "table2", "table3", "figure3", "table4")
+TABLES = ("strategy1", "strategy1_eps16", "table1", "table2", "table3", "figure3", "table4")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,20 @@ def test_figure3_matches_the_transcription(ref):
     assert ours.rows[CLEAN] == fig["clean"] and ours.rows["BIM untargeted"] == fig["adversarial"]
 
 
+def test_strategy1_matches_the_transcription(ref):
+    """The paper gives strategy 1 in words: BIM (both variants) all 300 flagged at eps 8, no other attack
+    detected; PGD likewise at eps 16."""
+    text = ref["strategy1_causal_feature_existence"]["imagenet"]
+    assert "all 300 samples have no causal filter" in text and "no other attack detected" in text
+    assert "PGD at eps 16 likewise" in text
+    s1, s16 = paper.table("strategy1"), paper.table("strategy1_eps16")
+    assert (s1.n, s1.dataset, s1.eps, s1.columns) == (300, "imagenet", 8 / 255, ("S1(n=0)",))
+    assert {k: v[0] for k, v in s1.rows.items()} == {f"{a} {v}": 300 if a == "BIM" else 0 for v, a in ORDER}
+    assert CLEAN not in s1.rows                     # the paper gives no clean count for strategy 1
+    assert (s16.n, s16.eps) == (300, 16 / 255) and {k: v[0] for k, v in s16.rows.items()} == {
+        "PGD targeted": 300, "PGD untargeted": 300}
+
+
 def test_table4_matches_the_transcription(ref):
     theirs, ours = ref["table4_imagenet_defences_recovered_true_label"], paper.table("table4")
     assert ours.n == theirs["n"] and len(theirs["columns"]) == len(ours.columns)
