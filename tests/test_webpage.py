@@ -24,6 +24,7 @@ import nbformat  # noqa: E402
 import pytest  # noqa: E402
 
 from causadv_lib import config, report, webpage  # noqa: E402
+from causadv_lib.analysis import reproduction  # noqa: E402
 
 ARTIFACTS = config.BUILD_DIR / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,12 +38,36 @@ window.addEventListener('load', function () {
   var rows = Array.prototype.map.call(document.images, function (i) {
     return {src: i.getAttribute('src'), width: i.naturalWidth, complete: i.complete};
   });
+  var raw = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT), node;
+  while ((node = walker.nextNode())) {         // text a reader sees (code and printed output excepted)
+    var p = node.parentElement;
+    if (p && p.closest('pre, code, script, style, details.code')) continue;
+    if (node.nodeValue.indexOf('$') >= 0) raw.push(node.nodeValue.slice(0, 160));
+  }
+  var first = document.querySelector('table');
   var pre = document.createElement('pre');
   pre.id = 'image-check';
-  pre.textContent = JSON.stringify({images: rows, tables: document.querySelectorAll('table').length});
+  pre.textContent = JSON.stringify({images: rows, tables: document.querySelectorAll('table').length,
+    raw_math: raw, math_svgs: document.querySelectorAll('svg.math').length,
+    first_table: first ? {id: first.id, rows: first.querySelectorAll('tbody tr').length,
+                          verdicts: Array.prototype.map.call(first.querySelectorAll('tbody tr .verdict'),
+                                                             function (v) { return v.textContent; })} : null,
+    resources: performance.getEntriesByType('resource').map(function (e) { return e.name; }),
+    scroll_width: document.documentElement.scrollWidth, inner_width: window.innerWidth});
   document.body.appendChild(pre);
+  if (window.parent !== window) window.parent.postMessage(pre.textContent, '*');   // from a phone-width frame
 });
 </script>"""
+#: a page holding the checked page in a phone-width frame (headless Chromium's window is at least 500 px wide);
+#: it shows the frame's check results as its own
+_FRAME = """<!DOCTYPE html><html><body style="margin:0"><iframe src="{src}" style="width:{w}px;height:{h}px;border:0">
+</iframe><script>window.addEventListener('message', function (e) {{
+  var pre = document.createElement('pre'); pre.id = 'image-check'; pre.textContent = e.data;
+  document.body.appendChild(pre); }});</script></body></html>"""
+#: Chromium's own background traffic (updates, sync, the clock) switched off, so that its net log holds the page's
+BROWSER_QUIET = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
+                 "--disable-client-side-phishing-detection", "--disable-features=Translate,OptimizationHints,MediaRouter"]
 
 
 def _png(path, color):
@@ -109,23 +134,44 @@ def _folder(tmp_path):
     return build, figs, srcs
 
 
-def _chromium(page, tmp_path, screenshot=None):
-    """The JSON the check script writes into the DOM of `page` (a copy with the script sits beside it)."""
+def _chromium(page, tmp_path, screenshot=None, window="1280,3000", netlog=None, frame=None):
+    """The JSON the check script writes into the DOM of `page` (a copy with the script sits beside it), rendered in a
+    `window` ("W,H") viewport; `screenshot`: also a PNG of the page's first screen; `netlog`: Chromium's network log
+    of the check run is written there (`_page_requests` reads it); `frame` ("W,H"): the page is shown in a frame of
+    that size instead (narrower than the browser's smallest window)."""
     check = page.with_name(f"_check_{page.name}")
     check.write_text(page.read_text().replace("</body>", _CHECK + "</body>"))
+    shown = check
+    if frame is not None:
+        w, h = frame.split(",")
+        shown = page.with_name(f"_frame_{page.name}")
+        shown.write_text(_FRAME.format(src=html.escape(check.name), w=w, h=h))
+        window = f"{max(int(w), 500)},{h}"
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000"]
+            *BROWSER_QUIET, f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000",
+            f"--window-size={window}"]
     try:
-        out = subprocess.run(base + ["--dump-dom", check.as_uri()], capture_output=True, text=True, timeout=180)
+        log = [f"--log-net-log={netlog}"] if netlog is not None else []
+        out = subprocess.run(base + log + ["--dump-dom", shown.as_uri()], capture_output=True, text=True, timeout=180)
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(base + ["--window-size=1280,3000", f"--screenshot={screenshot}", page.as_uri()],
+            subprocess.run(base + [f"--screenshot={screenshot}", (page if frame is None else shown).as_uri()],
                            capture_output=True, text=True, timeout=180)
     finally:
         check.unlink(missing_ok=True)
+        shown.unlink(missing_ok=True)
     m = re.search(r'<pre id="image-check">(.*?)</pre>', out.stdout, re.S)
     assert m, f"chromium wrote no check results (rc {out.returncode}): {out.stderr[-2000:]}"
     return json.loads(html.unescape(m.group(1)))
+
+
+def _page_requests(netlog):
+    """URLs of the network requests the page made, from Chromium's net log: the URL_REQUEST_START_JOB-style events
+    that carry an initiator (the browser's own requests say "not an origin"). file: URLs do not go through the
+    network stack and so are not listed."""
+    events = json.loads(netlog.read_text()).get("events", [])
+    return sorted({e["params"]["url"] for e in events if isinstance(e.get("params"), dict) and "url" in e["params"]
+                   and e["params"].get("initiator") not in (None, "not an origin")})
 
 
 def _loaded(result, fig_dir, prefix=""):
@@ -160,7 +206,8 @@ def test_page_structure(tmp_path):
     # next cell's table
     order = ["printed output", 'src="figA_one.png"', "between the figures", 'src="figA_two.png"',
              "after the figures", "<table"]
-    assert [text.index(k) for k in order] == sorted(text.index(k) for k in order)
+    nb1 = text.index('id="nb-01_first"')                    # the notebook's section (the at-a-glance table is first)
+    assert [text.index(k, nb1) for k in order] == sorted(text.index(k, nb1) for k in order)
     assert 'href="figA_one.pdf"' in text
     # a figure shown twice: its file at the last output, once; a shown figure without a PNG keeps its own image
     assert text.count('src="figB.png"') == text.count('id="fig-figB"') == 1
@@ -266,14 +313,98 @@ def test_smoke_profile_page_shows_every_figure_at_its_output(tmp_path):
 
 
 @needs_chromium
-def test_smoke_profile_page_loads_every_figure(tmp_path):
-    """The real smoke page: every PNG of paper_figures/smoke loads in headless Chromium."""
+def test_smoke_profile_page_as_a_reader_sees_it(tmp_path):
+    """The real smoke page in headless Chromium (issue 17): every PNG of paper_figures/smoke loads; no text a
+    reader sees holds a raw `$` (formulas are typeset, as SVG); the page requests nothing but files (Chromium's net
+    log and the page's own resource list); the first table is the at-a-glance table, one row per claim, each with
+    its verdict; at phone width (390 px) the page does not scroll sideways. Screenshots of the first screen, wide
+    and narrow, go to build/test-artifacts/."""
     page, build, figs = _smoke_page(tmp_path)
-    res = _chromium(page, tmp_path, ARTIFACTS / "webpage_smoke.png")
+    res = _chromium(page, tmp_path, ARTIFACTS / "webpage_smoke.png", window="1280,1000", netlog=tmp_path / "net.json")
     prefix = os.path.relpath(figs, tmp_path).replace(os.sep, "/") + "/"
     widths = _loaded(res, figs, prefix)
     missing = [p.name for p in sorted(figs.glob("*.png")) if widths.get(p.name, 0) <= 0]
     assert not missing, f"figures missing from the page or not loaded: {missing}"
+    assert all(r["width"] > 0 and r["complete"] for r in res["images"]), [r for r in res["images"] if not r["width"]]
+    assert not res["raw_math"], f"raw TeX on the page: {res['raw_math'][:5]}"
+    assert res["math_svgs"] > 10                               # the notebooks' formulas, typeset
+    assert _page_requests(tmp_path / "net.json") == []
+    assert all(u.startswith("file:") for u in res["resources"]), res["resources"][:5]
+    claims = reproduction.claims(reproduction.load(figs))
+    assert res["first_table"]["id"] == "glance-table"
+    assert res["first_table"]["rows"] == len(claims) >= 8
+    assert res["first_table"]["verdicts"] == [c.verdict for c in claims]
+    assert (ARTIFACTS / "webpage_smoke.png").stat().st_size > 10_000
+    narrow = _chromium(page, tmp_path, ARTIFACTS / "webpage_smoke_390px.png", frame="390,844")
+    assert narrow["inner_width"] == 390
+    assert narrow["scroll_width"] <= narrow["inner_width"], f"scrolls sideways: {narrow['scroll_width']} px"
+    assert (figs / "reproduction.md").read_text().count("\n| ") >= len(claims)   # make paper's table for the README
+
+
+@needs_chromium
+def test_the_request_log_sees_a_request_that_leaves_the_page(tmp_path):
+    """The request check of the smoke page is not vacuous: an image from http://127.0.0.1 (a closed port, nothing
+    leaves the machine) shows in the net log and in the page's resource list."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png"><table><tr><td>1</td></tr>'
+                    "</table></body></html>")
+    res = _chromium(page, tmp_path, netlog=tmp_path / "net.json", window="390,400")
+    assert _page_requests(tmp_path / "net.json") == ["http://127.0.0.1:9/x.png"]
+    assert "http://127.0.0.1:9/x.png" in res["resources"]
+
+
+def test_formulas_are_typeset_as_svg_and_warnings_dropped(tmp_path):
+    """Markdown formulas (cells and Markdown outputs) become inline SVG with no `$` left; TensorFlow's retracing
+    warning, absl and oneDNN lines leave printed output, the rest of it stays."""
+    build, figs, srcs = tmp_path / "build", tmp_path / "figures", tmp_path / "notebooks"
+    for d in (build, figs, srcs):
+        d.mkdir()
+    nb = v4.new_notebook()
+    cell = v4.new_code_cell("print(...)", execution_count=1)
+    cell.outputs = [_stdout("WARNING:tensorflow:5 out of the last 5 calls to <function f> triggered tf.function "
+                            "retracing. Tracing is expensive\nkept line\n"),
+                    _stdout("I0000 00:00:1796158862.468200   27256 port.cc:153] oneDNN custom operations are on.\n"),
+                    v4.new_output("display_data", data={"text/markdown": "steps of $p_c$ here",
+                                                        "text/plain": "<Markdown>"})]
+    nb.cells = [v4.new_markdown_cell("# 1 Math\n\nThe set $F_W^{x\\mapsto\\varphi}$ and\n\n"
+                                     "$$CI_k = p_c(x) - p_c(x \\setminus k)$$\n"), cell]
+    nbformat.write(nb, build / "01_math.ipynb")
+    (srcs / "01_math.py").write_text("# %%\n")
+    text = webpage.build("smoke", build, figs, notebooks_dir=srcs).read_text()
+    body = text[text.index('id="nb-01_math"'):]
+    assert "$" not in body and body.count('<svg class="math"') == 3 and 'aria-label="p_c"' in body
+    assert "retracing" not in text and "oneDNN" not in text and "kept line" in text
+    assert "CAUSADVMATH" not in text
+
+
+def test_long_tables_fold_with_their_csv_and_figures_are_numbered(tmp_path):
+    """A Markdown table longer than FOLD_ROWS shows that many rows, the rest behind "show all" with the table's CSV;
+    figures are numbered, captioned with the paper's number, and link to their full-size PNG; the gap in the
+    notebooks' numbering is explained."""
+    build, figs, srcs = tmp_path / "build", tmp_path / "figures", tmp_path / "notebooks"
+    for d in (build, figs, srcs):
+        d.mkdir()
+    rep = report.Report("08_long", "smoke", out_dir=figs)
+    md = rep.table("table08_long", [{"i": i} for i in range(20)])
+    png = _png(figs / "fig04_common_features.png", "C0")
+    rep.results["figures"].append("fig04_common_features")
+    rep.save()
+    nb = v4.new_notebook()
+    cell = v4.new_code_cell('display(Markdown(rep.table("table08_long", rows)))', execution_count=1)
+    cell.outputs = [v4.new_output("display_data", data={"text/markdown": md, "text/plain": "<Markdown>"}),
+                    _shown(png, "fig04_common_features")]
+    nb.cells = [v4.new_markdown_cell("# 8 Long"), cell]
+    nbformat.write(nb, build / "08_long.ipynb")
+    for stem in ("06_six", "08_long"):
+        (srcs / f"{stem}.py").write_text("# %%\n")
+    text = webpage.build("smoke", build, figs, notebooks_dir=srcs).read_text()
+    table = text[text.index('<div class="fold">'):]
+    table = table[:table.index("</table>")]
+    assert table.count('<tr class="more"') == 20 - webpage.FOLD_ROWS and "show all 20 rows" in table
+    assert 'href="table08_long.csv"' in table and 'id="tbl-table08_long"' in text
+    assert "<b>Figure 1 (the paper's Figure 3).</b>" in text and '<a class="full" href="fig04_common_features.png"' in text
+    assert "07: " + html.escape(webpage.GAPS[7]) in text
+    assert text.index("06_six: not executed") < text.index("07: ") < text.index('href="#nb-08_long"')
 
 
 def test_markup_in_the_data_reaches_the_page_as_text(tmp_path):
@@ -295,6 +426,7 @@ def test_markup_in_the_data_reaches_the_page_as_text(tmp_path):
     text = webpage.build("smoke", build, figs, notebooks_dir=srcs).read_text()
     assert "<img src=x" not in text                           # no live markup from the data
     assert "&lt;img src=x onerror=alert(2)" in text            # the characters themselves, shown
-    body = text[text.index("<table"):text.index("</table>")]
+    nb = text.index('id="nb-01_hostile"')                   # the notebook's table (the at-a-glance table is first)
+    body = text[text.index("<table", nb):text.index("</table>", nb)]
     assert body.count("<tr") == 3                              # header + two rows: `|` and newline did not split
     assert (figs / "table01_hostile.csv").read_text().splitlines()[1].startswith(f'{hostile},"a|b')

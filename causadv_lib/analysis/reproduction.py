@@ -423,14 +423,15 @@ def markdown(rows: list[Claim], extra: dict | None = None, link=lambda c: f"{c.t
         lines.append("| " + " | ".join(markdown_text(r[k]) for k in COLUMNS)
                      + f" | [{markdown_text(c.notebook)}]({link(c)}) |")
     lines += ["", "**Verdict rule.** " + VERDICT_RULE, ""]
-    if extra:
+    if extra and (extra["rows"] or extra["verdict"]):
         lines += ["## Beyond the paper", "",
                   "ROC-AUC over all thresholds (0.5 = chance), clean samples against each attack's successes: the "
                   "best of the paper's strategies per attack (chosen after seeing the results, so optimistic) beside "
                   "the maximum softmax probability (MSP), a baseline that needs no causal analysis "
-                  f"(notebooks {extra['notebooks']['roc']} and {extra['notebooks']['confidence']}).", "",
-                  "| " + " | ".join(extra["columns"]) + " |", "|" + "---|" * len(extra["columns"])]
-        lines += ["| " + " | ".join(markdown_text(r[k]) for k in extra["columns"]) + " |" for r in extra["rows"]]
+                  f"(notebooks {extra['notebooks']['roc']} and {extra['notebooks']['confidence']})."]
+        if extra["rows"]:
+            lines += ["", "| " + " | ".join(extra["columns"]) + " |", "|" + "---|" * len(extra["columns"])]
+            lines += ["| " + " | ".join(markdown_text(r[k]) for k in extra["columns"]) + " |" for r in extra["rows"]]
         if extra["verdict"]:
             lines += ["", "Causal or confident (notebook 08): does CI add to confidence?", ""]
             lines += [f"* {markdown_text(v)}" for v in extra["verdict"]]
