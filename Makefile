@@ -3,6 +3,7 @@
 #
 #   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works), print
 #                                      each notebook's wall time, write paper_figures/[smoke/]index.html
+#                                      and the claims at a glance, paper_figures/[smoke/]reproduction.md
 #   make test                          smoke-profile notebooks, then pytest (library; the real smoke web page)
 #                                      and nbval on those notebooks
 #   make data                          fetch missing data files into the cache, then verify all by sha256

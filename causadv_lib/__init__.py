@@ -14,7 +14,8 @@ tests/test_architecture.py checks it, and that no import circle exists):
   method      prototypes (3.2), strategies (the four detection strategies), attacks (ART), defences (ART
               purifiers), heatmaps (causal maps, Grad-CAM), confidence (baselines from the logits), metrics
   experiment  experiment (the shared, cached experiment of notebooks 02 onwards; its groups)
-  analysis    analysis/ (tables, confidence, defences, heatmaps: rows, pivots, verdicts, sentences)
-  report      plots, report (results JSON, tables, figures of a notebook run), webpage
+  analysis    analysis/ (tables, confidence, defences, heatmaps, reproduction: rows, pivots, verdicts, sentences)
+  report      plots, report (results JSON, tables, figures of a notebook run), webpage (the page and
+              reproduction.md)
 """
 __version__ = "0.1.0"

@@ -38,6 +38,16 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
     assert re.search(r"^make test$", (ROOT / ".ci" / "run").read_text(), re.M)
 
 
+def test_readme_first_screen_links_the_claims_at_a_glance():
+    """Issue 17: the README's first screen links the at-a-glance table of both profiles, which the web page step of
+    `make paper` writes (causadv_lib.webpage.build)."""
+    first_screen = (ROOT / "README.md").read_text()[:1200]
+    for target in ("paper_figures/reproduction.md", "paper_figures/smoke/reproduction.md"):
+        assert f"]({target})" in first_screen, target
+    assert 'fig_dir / "reproduction.md"' in (ROOT / "causadv_lib" / "webpage.py").read_text()
+    assert "causadv_lib.webpage --profile $(PROFILE)" in (ROOT / "Makefile").read_text()
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9]*.py")), ids=lambda p: p.name)
 def test_notebook_is_py_percent_with_title_and_profile_parameter(path):
     text = path.read_text()

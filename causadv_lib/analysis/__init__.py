@@ -6,4 +6,5 @@ experiment (`causadv_lib.experiment`) and nothing else.
   confidence  the causal-or-confident comparison of notebook 08 (samples, ROC rows, bins, logistic models, verdict)
   defences    Table 4: every purifier on the clean set and each attack's successes
   heatmaps    the heatmap-consistency score's groups and ROC rows, and Figure 4's examples and panels
+  reproduction  the claims of sections 4.2-5 at a glance (paper, ours, verdict), from a run's results JSON files
 """
