@@ -390,3 +390,27 @@ def test_zoo_models_agree_with_plain_ablation(name, pool, step):
             odd = (res.ci[:, ks] == 0) != (ref.ci == 0)
             ulp = np.spacing(res.probability)[:, None] * np.ones_like(ref.ci)
             assert odd.mean() <= 0.01 and np.all(np.abs(res.ci[:, ks] - ref.ci)[odd] <= 2 * ulp[odd])
+
+
+def test_engines_built_one_per_model_do_not_warn_of_retracing():
+    """Notebook 01 builds several engines (one compiled function each, traced once): TensorFlow's 'triggered
+    tf.function retracing' warning about them is a false alarm and must not reach the notebooks' outputs."""
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        inp = keras.Input((8, 8, 3))
+        h = L.Conv2D(4, 3, activation="relu", name="conv")(inp)
+        out = L.Softmax()(L.Dense(3)(L.GlobalAveragePooling2D()(h)))
+        x = np.random.default_rng(0).random((3, 8, 8, 3)).astype(np.float32)
+        for _ in range(4):
+            m = keras.Model(inp, out)
+            for d in ci.DEFINITIONS:
+                ci.counterfactual_information(m, x, "conv", definition=d)
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "retracing" in m]

@@ -7,6 +7,7 @@ the plan), the generic function on a fixed number of images or of removals per c
 """
 from __future__ import annotations
 
+import logging
 import weakref
 
 import numpy as np
@@ -16,6 +17,20 @@ from tqdm.auto import tqdm
 from .. import keras_graph as kg
 from .. import runner
 from . import definitions, plan
+
+
+class _EngineTracing(logging.Filter):
+    """TensorFlow warns ("... triggered tf.function retracing") when functions of the same code are traced more
+    than five times in a row. An `Engine` compiles one function per (model, layer, outputs, definition) on
+    purpose and traces each once (its layout is fixed), so for the engine's functions, and only for them, the
+    warning is a false alarm; notebook 01, which builds several engines, printed it into its outputs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "function Engine." in message)
+
+
+tf.get_logger().addFilter(_EngineTracing())
 
 #: float32 elements per batch of ablated copies on the generic path (128 MiB)
 ELEMENT_BUDGET = 1 << 25
