@@ -252,22 +252,11 @@ def test_cached_refused_entry_is_deleted_even_when_compute_fails(own_cache):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "missing_array"])
-def test_cached_corrupted_entry_warns_deletes_and_recomputes(own_cache, damage):
-    import zipfile
-
+def test_cached_corrupted_entry_warns_deletes_and_recomputes(own_cache, damage, damage_entry):
     compute = _Compute()
     first = cache.cached("unit", [1], compute, required=("x", "n"), code=(cache,))
     (f,) = (own_cache / "unit").glob("*.npz")
-    raw = f.read_bytes()
-    if damage == "truncated":
-        f.write_bytes(raw[:len(raw) // 2])
-    elif damage == "empty":
-        f.write_bytes(b"")
-    elif damage == "garbage":
-        f.write_bytes(b"PK\x03\x04" + b"\0" * 64)
-    else:
-        with zipfile.ZipFile(f, "w") as z:   # a valid npz without the required "x"
-            z.writestr("n.npy", raw[:0])
+    damage_entry(f, damage, keep="n")          # the last kind: a valid npz without the required "x"
     with pytest.warns(RuntimeWarning, match=f.name):
         second = cache.cached("unit", [1], compute, required=("x", "n"), code=(cache,))
     assert compute.calls == 2 and set(second) == set(first)

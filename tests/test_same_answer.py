@@ -1,5 +1,4 @@
 """Same answer every time: batch-invariant CI, cache keys that cannot go stale, bad input refused."""
-import zipfile
 
 import keras
 import numpy as np
@@ -121,21 +120,12 @@ def test_ci_cache_hits_and_recomputes_on_every_changed_input(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "missing_array", "garbage"])
-def test_a_corrupted_ci_cache_entry_is_recomputed_with_a_warning(tmp_path, monkeypatch, damage):
+def test_a_corrupted_ci_cache_entry_is_recomputed_with_a_warning(tmp_path, monkeypatch, damage, damage_entry):
     monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
     model, x = _gap_model(), _images(2)
     a = ci.counterfactual_information(model, x, cache=True)
     (f,) = (tmp_path / "ci").glob("*.npz")
-    raw = f.read_bytes()
-    if damage == "truncated":
-        f.write_bytes(raw[:len(raw) // 2])
-    elif damage == "empty":
-        f.write_bytes(b"")
-    elif damage == "garbage":
-        f.write_bytes(b"PK\x03\x04" + b"\0" * 64)
-    else:
-        with zipfile.ZipFile(f, "w") as z:   # a valid npz without the "ci" array
-            z.writestr("predicted.npy", b"")
+    damage_entry(f, damage, keep="predicted")  # the last kind: a valid npz without the "ci" array
     count = _Counter(monkeypatch)
     with pytest.warns(RuntimeWarning, match=f.name):
         b = ci.counterfactual_information(model, x, cache=True)

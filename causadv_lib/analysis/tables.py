@@ -36,7 +36,11 @@ def share(result) -> float:
 
 # ------------------------------------------------------------------------------------ attack success
 def success_rows(exp) -> list[dict]:
-    """One row per attack: attacked, successful, success rate, largest perturbation (grey levels)."""
+    """One row per attack: attacked, successful, success rate, largest perturbation (grey levels).
+
+    (The former column "CI/attack prediction mismatch" is gone: it was 0 in every row of every run, and it only
+    checked that two forward paths agreed; the attack's success check now uses `runner`, the one forward pass.
+    This is the one intended difference in notebook 02's table and results JSON.)"""
     rows = []
     for key, adv in exp.adversarial.items():
         rows.append({"dataset": DATASET_LABELS[exp.setup.dataset], "model": exp.setup.model, "eps": key.eps_label,
