@@ -4,8 +4,8 @@
 #   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works), print
 #                                      each notebook's wall time, write paper_figures/[smoke/]index.html
 #                                      and the claims at a glance, paper_figures/[smoke/]reproduction.md
-#   make test                          smoke-profile notebooks, then pytest (library; the real smoke web page)
-#                                      and nbval on those notebooks
+#   make test                          each smoke-profile notebook executed once, under nbval on an empty
+#                                      cache (`make nbval`), then pytest (library; the real smoke web page)
 #   make data                          fetch missing data files into the cache, then verify all by sha256
 #   make zoo-check                     top-1 of every zoo model on its datasets
 #   make lab                           JupyterLab on the paired notebooks
@@ -30,10 +30,15 @@ LIB := $(shell find causadv_lib -name '*.py') $(wildcard data_manifest/*.json da
 
 .PHONY: clean-cache paper test pytest smoke nbval data zoo-check lab samples env clean
 paper: $(EXECUTED)
-	@{ printf 'notebook\tseconds\n'; for n in $(NAMES); do test -f $(OUT)/$$n.seconds && printf '%s\t%s\n' $$n "$$(cat $(OUT)/$$n.seconds)"; done; } > $(OUT)/timings.tsv
-	@echo "wall time of each notebook's last execution ($(OUT)/timings.tsv):"
-	@awk -F'\t' 'NR > 1 { printf "  %-28s %8.1f s\n", $$1, $$2; t += $$2 } END { printf "  %-28s %8.1f s\n", "total", t }' $(OUT)/timings.tsv
-	$(PY) -m causadv_lib.webpage --profile $(PROFILE)
+	$(call PAGE,$(OUT),$(PROFILE))
+
+# $(call PAGE,build dir,profile): timings.tsv from each notebook's NAME.seconds, printed, then the web page.
+define PAGE
+@{ printf 'notebook\tseconds\n'; for n in $(NAMES); do test -f $(1)/$$n.seconds && printf '%s\t%s\n' $$n "$$(cat $(1)/$$n.seconds)"; done; } > $(1)/timings.tsv
+@echo "wall time of each notebook's last execution ($(1)/timings.tsv):"
+@awk -F'\t' 'NR > 1 { printf "  %-28s %8.1f s\n", $$1, $$2; t += $$2 } END { printf "  %-28s %8.1f s\n", "total", t }' $(1)/timings.tsv
+$(PY) -m causadv_lib.webpage --profile $(2)
+endef
 
 env: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -70,11 +75,17 @@ SETUP_NOTEBOOK := $(OUT)/02_experiment_setup.ipynb
 AFTER_SETUP := $(filter-out $(OUT)/00_% $(OUT)/01_% $(SETUP_NOTEBOOK),$(EXECUTED))
 $(AFTER_SETUP): | $(SETUP_NOTEBOOK)
 
-# The smoke notebooks run first, so that pytest checks the real smoke web page (tests/test_webpage.py:
-# CAUSADV_REQUIRE_SMOKE=1 turns a missing smoke build into a failure, not a skip); nbval then re-executes them.
-test: smoke
+# `make test` executes each smoke notebook once: nbval runs it (every cell must pass) on an empty results cache
+# (only the data verification record is carried over), and tests/nbval_build.py writes that run's executed
+# notebook to build/smoke/ (NAME.failed.ipynb if a cell failed), while the notebook writes paper_figures/smoke/.
+# The smoke page is built from them; then pytest checks the library and that real page (CAUSADV_REQUIRE_SMOKE=1
+# turns a missing smoke build into a failure, not a skip). nbval runs the notebooks in order (02 fills the
+# cache that 03 onwards read). `make smoke` is the incremental papermill build on the default cache.
+SMOKE_OUT := build/smoke
+NBVAL_CACHE := $(SMOKE_OUT)/nbval-cache
+NBVAL_SRC := $(SMOKE_OUT)/nbval-src
+test: nbval
 	CAUSADV_REQUIRE_SMOKE=1 $(PY) -m pytest tests -q
-	$(NBVAL_RUN)
 
 pytest: $(STAMP)
 	$(PY) -m pytest tests -q
@@ -82,21 +93,15 @@ pytest: $(STAMP)
 smoke: $(STAMP)
 	$(MAKE) paper PROFILE=smoke
 
-nbval: smoke
-	$(NBVAL_RUN)
-
-# nbval re-executes the notebooks on an empty results cache (only the data verification record is
-# carried over), so the checked cells are recomputed, not read back from the run that wrote them.
-# Only cells marked `# NBVAL_CHECK_OUTPUT` are compared (--nbval-lax); nbval skips display metadata and
-# image/png, so a figure's tagged image output (report.Report.figure) compares by its text/plain alone.
-NBVAL_CACHE := build/smoke/nbval-cache
-define NBVAL_RUN
-rm -rf $(NBVAL_CACHE) && mkdir -p $(NBVAL_CACHE)
--cp "$$($(PY) -c 'from causadv_lib import config; print(config.cache_dir())')/verified.json" $(NBVAL_CACHE)/ 2>/dev/null
-CAUSADV_CACHE=$(abspath $(NBVAL_CACHE)) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax \
-  --nbval-sanitize-with tests/nbval_sanitize.cfg $(NAMES:%=build/smoke/%.ipynb)
-rm -rf $(NBVAL_CACHE)
-endef
+nbval: $(STAMP)
+	$(PY) -m causadv_lib.data verify
+	rm -rf $(NBVAL_CACHE) $(NBVAL_SRC) && mkdir -p $(NBVAL_CACHE)
+	-cp "$$($(PY) -c 'from causadv_lib import config; print(config.cache_dir())')/verified.json" $(NBVAL_CACHE)/ 2>/dev/null
+	$(PY) tests/nbval_build.py prepare --profile smoke --out $(NBVAL_SRC) $(NOTEBOOKS) > /dev/null
+	CAUSADV_CACHE=$(abspath $(NBVAL_CACHE)) $(PY) -m pytest -q -p no:cacheprovider -p tests.nbval_build --nbval-lax \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-write $(SMOKE_OUT) $(NAMES:%=$(NBVAL_SRC)/%.ipynb)
+	rm -rf $(NBVAL_CACHE) $(NBVAL_SRC)
+	$(call PAGE,$(SMOKE_OUT),smoke)
 
 data: $(STAMP)
 	$(PY) -m causadv_lib.data fetch

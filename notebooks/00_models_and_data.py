@@ -58,7 +58,6 @@ for name in evaluate.OFFLINE_MODELS:
 display(Markdown(rep.table("table00_zoo_accuracy", rows, caption="Top-1 accuracy of the zoo models")))
 
 # %%
-# NBVAL_CHECK_OUTPUT
 POOL_LEGEND = {
     "imagenet_prototypes": ("ImageNet sample images, one per class", "prototypes (ImageNet)"),
     "imagenet_eval": ("ImageNet validation images with their labels", "evaluation samples (ImageNet)"),
@@ -83,7 +82,6 @@ display(Markdown(rep.table("table00_pools", pool_rows, caption="Table 0c: the im
 # or more images, so we take 2 images x 150 classes). A profile uses a prefix of each list.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 sample_rows = []
 chosen = {}
 for (model_name, pool_name) in samples.PAPER_LISTS:

@@ -102,7 +102,6 @@ for model_name, (x, res) in examples.items():
                      "zero": int((v == 0).sum()), "negative": int((v < 0).sum())})
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table01_definitions", rows, caption="Causal, zero and negative filters by CI definition")))
 
 # %%
@@ -240,7 +239,6 @@ for model_name, pool_name, _ in SETUPS:
 rep.record("fast_vs_ablation", rows)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table01_fast_vs_ablation", rows, caption="Fast CI paths against plain ablation")))
 
 # %%

@@ -86,7 +86,6 @@ for d, exp in EXP.items():
                        "budgets": ", ".join(eps_label(e) for e in s.eps)})
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table02_setup", setup_rows, caption="Models, samples and prototypes")))
 
 # %% [markdown]
@@ -107,7 +106,6 @@ settings = [{"attack": ATTACK_LABELS[a], "eps_step / eps": round(attacks.SETTING
 display(Markdown(rep.table("table02_attack_settings", settings, caption="Attack settings")))
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table02_attack_success", success, caption="Attack success rate (successful / attacked)")))
 
 # %%

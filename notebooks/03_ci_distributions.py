@@ -97,7 +97,6 @@ for d, exp in EXP.items():
         stats_rows += rows
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table03_statistics", stats_rows,
                            caption="Causal filters, zero filters and rho with the prototype: medians per group")))
 

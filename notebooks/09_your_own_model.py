@@ -99,7 +99,6 @@ rep.record("a/setup", setup_a)
 rep.record("a/detection", rows_a)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 display(Markdown(rep.table("table09_setup_a", [setup_a], caption=f"A. {model}: model, images, prototypes, attacks")))
 display(Markdown(rep.table("table09_detection_a", rows_a,
                            caption=f"A. {model}: the strategies' paper counts (samples that pass; S1: samples "

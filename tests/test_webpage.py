@@ -229,8 +229,8 @@ def test_page_structure(tmp_path):
 
 def test_report_figure_in_a_kernel_shows_one_tagged_image_that_the_page_replaces(tmp_path):
     """`Report.figure` run by a real IPython kernel: one image output, the PNG file's bytes, tagged with its name;
-    the page built from that notebook shows the folder's PNG there; nbval (as `make test` runs it) passes the
-    cell checked with `# NBVAL_CHECK_OUTPUT` on re-execution."""
+    the page built from that notebook shows the folder's PNG there; nbval, re-executing the saved notebook, passes
+    the cell checked with `# NBVAL_CHECK_OUTPUT` (the tagged image output compares by its text/plain)."""
     build, figs = tmp_path / "build", tmp_path / "figures"
     build.mkdir()
     source = "\n".join([
