@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 with warnings.catch_warnings():  # ART's certification package warns that PyTorch is absent
     warnings.filterwarnings("ignore", message="PyTorch not found")

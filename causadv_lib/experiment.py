@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import attacks, ci, config, data, preprocess, runner, samples, zoo
 from . import prototypes as protos

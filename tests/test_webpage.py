@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -310,6 +311,40 @@ def test_smoke_profile_page_shows_every_figure_at_its_output(tmp_path):
     prefix = os.path.relpath(figs, tmp_path).replace(os.sep, "/") + "/"
     for png in sorted(figs.glob("*.png")):
         assert text.count(f'src="{html.escape(prefix + png.name)}"') == 1, f"{png.name} not on the page once"
+
+
+#: library chatter that must not reach a notebook's outputs (issue 17): TensorFlow's C++ core before absl's
+#: logging starts, tqdm asking for ipywidgets, ART's certification package without PyTorch, TF's retracing
+LIBRARY_WARNINGS = ("absl::InitializeLog", "oneDNN custom operations", "TqdmWarning", "IProgress not found",
+                    "PyTorch not found", "retracing")
+
+
+def test_smoke_notebooks_outputs_hold_no_library_warnings(tmp_path):
+    """No output of an executed smoke notebook (stdout, stderr, displays) carries the library warnings above."""
+    _, build, _ = _smoke_page(tmp_path)
+    found = []
+    for path in webpage.notebook_paths(build):
+        for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            for out in cell.get("outputs", []):
+                text = json.dumps(out)
+                found += [f"{path.name} cell {k}: {w}" for w in LIBRARY_WARNINGS if w in text]
+    assert not found, found
+
+
+def test_a_project_kernel_keeps_fd_level_output_out_of_the_cell(tmp_path):
+    """The venv's kernel config (etc/ipython_kernel_config.py, installed by `make env`): what a C library writes
+    to file descriptor 2 (as TensorFlow's core does at import) does not become a cell output; Python's own
+    stdout and stderr still do."""
+    assert (Path(sys.prefix) / "etc" / "ipython" / "ipython_kernel_config.py").read_bytes() == \
+        (config.PROJECT_ROOT / "etc" / "ipython_kernel_config.py").read_bytes(), "make env installs it"
+    cell = v4.new_code_cell("import os, sys\nos.write(2, b'fd-level line\\n')\nprint('python stderr', file=sys.stderr)"
+                            "\nprint('python stdout')")
+    nb = v4.new_notebook(cells=[cell])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "python stderr" in text and "python stdout" in text
+    assert "fd-level line" not in text
 
 
 @needs_chromium

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import config, paper, zoo
 from ..defences import PAPER_PURIFIERS, PURIFIERS, get, predict

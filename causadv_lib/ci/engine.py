@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import keras_graph as kg
 from .. import runner

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from causadv_lib import config
 

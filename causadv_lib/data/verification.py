@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from causadv_lib import config
 from causadv_lib.io import atomic_write_bytes
