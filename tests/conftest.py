@@ -1,4 +1,5 @@
-"""Shared pytest set-up: quiet TensorFlow, the `slow` tier, deterministic seeds."""
+"""Shared pytest set-up: quiet TensorFlow, the `slow` tier, deterministic seeds; shared fixtures (a damaged cache
+entry, TFLite files of Keras models)."""
 import os
 import zipfile
 
@@ -33,3 +34,34 @@ def damage_entry():
             with zipfile.ZipFile(f, "w") as z:
                 z.writestr(f"{keep}.npy", b"")
     return damage
+
+
+@pytest.fixture(scope="session")
+def tflite_bytes():
+    """tflite_bytes(model, quant=None, representative=None): a Keras model converted by TensorFlow's TFLite
+    converter. quant None: float; "int8": int8 post-training quantisation with float input and output (around
+    QUANTIZE/DEQUANTIZE); "uint8": the same with uint8 input and output (like the Coral ImageNet files).
+    `representative`: the calibration inputs (an array of single inputs) of a quantised conversion."""
+    import tensorflow as tf  # only the tests that convert models pay for importing TensorFlow here
+
+    def convert(model, quant: str | None = None, representative=None) -> bytes:
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        if quant:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = lambda: ([x[None]] for x in representative)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if quant == "uint8":
+                conv.inference_input_type = conv.inference_output_type = tf.uint8
+        return conv.convert()
+    return convert
+
+
+@pytest.fixture(scope="session")
+def save_tflite(tflite_bytes):
+    """save_tflite(model, folder, name, quant=None, representative=None): `tflite_bytes` written to
+    ``folder/NAME.tflite``; returns that path."""
+    def save(model, folder, name: str, quant: str | None = None, representative=None):
+        path = folder / f"{name}.tflite"
+        path.write_bytes(tflite_bytes(model, quant, representative))
+        return path
+    return save

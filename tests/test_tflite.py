@@ -68,17 +68,6 @@ def _inputs(n: int, seed: int) -> np.ndarray:
     return np.clip(colour + grad + rng.normal(0, 0.2, (n, SIZE, SIZE, 3)), -1, 1).astype(np.float32)
 
 
-def _convert(model: keras.Model, quant: str | None) -> bytes:
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quant:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([x[None]] for x in _inputs(32, 1))
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if quant == "uint8":
-            conv.inference_input_type = conv.inference_output_type = tf.uint8
-    return conv.convert()
-
-
 def _to_squeeze(buf: bytes) -> bytes:
     """The file with its head RESHAPE (N, 1, 1, K) -> (N, K) rewritten as SQUEEZE(axis 1, 2)."""
     from tensorflow.lite.python import schema_py_generated as fb
@@ -98,7 +87,7 @@ def _to_squeeze(buf: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(tmp_path_factory, tflite_bytes):
     """(head, quantisation) -> path of the tiny TFLite file."""
     out = tmp_path_factory.mktemp("tflite")
     paths = {}
@@ -107,18 +96,12 @@ def files(tmp_path_factory):
         for quant in (None, "uint8", "int8"):
             if head == "pool" and quant == "int8":
                 continue
-            buf = _convert(model, quant)
+            buf = tflite_bytes(model, quant, representative=_inputs(32, 1))
             if head == "pool" and quant is None:
                 buf = _to_squeeze(buf)
             paths[head, quant] = out / f"{head}_{quant or 'float'}.tflite"
             paths[head, quant].write_bytes(buf)
     return paths
-
-
-def _save(model, tmp_path, name):
-    path = tmp_path / f"{name}.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    return path
 
 
 def _ops(path) -> set[str]:
@@ -257,14 +240,14 @@ def test_float16_weights_are_folded(tmp_path):
     np.testing.assert_allclose(T.build(path).predict_on_batch(x), T.interpreter_predict(path, x), atol=1e-5)
 
 
-def test_constant_operands(tmp_path):
+def test_constant_operands(tmp_path, save_tflite):
     """ADD and MUL with a constant (Keras Rescaling) on a map and on a pooled vector: ConstantOperand."""
     inp = keras.Input((4, 4, 3), batch_size=1)
     x = keras.layers.MaxPooling2D(2)(keras.layers.Rescaling(0.5, offset=0.25)(keras.layers.ReLU()(inp)))
     x = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
     x = keras.layers.ReLU()(keras.layers.Rescaling(-2.0, offset=1.0)(x))
     x = keras.layers.Softmax()(keras.layers.Reshape((3,))(keras.layers.Conv2D(3, 1)(x)))
-    path = _save(keras.Model(inp, x), tmp_path, "const")
+    path = save_tflite(keras.Model(inp, x), tmp_path, "const")
     g = T.TFLiteGraph.read(path)
     assert sum(op.name in ("ADD", "MUL") and g.is_constant(op.inputs[1]) for op in g.ops) == 4
     model = T.build(path)
@@ -299,10 +282,10 @@ def test_from_tflite_zoo_model_and_background_class(files):
 
 
 # ---------------------------------------------------------------------------------- unsupported
-def test_unsupported_operators_are_named(tmp_path):
+def test_unsupported_operators_are_named(tmp_path, save_tflite):
     inp = keras.Input((4, 4, 3), batch_size=1)
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Activation("tanh", name="squash")(inp))
-    path = _save(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "tanh")
+    path = save_tflite(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "tanh")
     with pytest.raises(T.UnsupportedOperatorError,
                        match=r"TFLite operator TANH \(operator 0, output tensor \d+ '.*squash"):
         T.build(path)
@@ -310,21 +293,21 @@ def test_unsupported_operators_are_named(tmp_path):
     inp = keras.Input((4, 4, 3), batch_size=1)
     x = keras.layers.Reshape((16, 3))(inp)
     x = keras.layers.Flatten()(keras.ops.matmul(keras.ops.transpose(x, (0, 2, 1)), x))
-    path = _save(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "bmm")
+    path = save_tflite(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "bmm")
     with pytest.raises(T.UnsupportedOperatorError,
                        match=r"TFLite operator BATCH_MATMUL \(operator \d+.*supported operators: CONV_2D"):
         zoo.from_tflite(path, _pre)
 
 
-def test_unsupported_variants_are_named(tmp_path):
+def test_unsupported_variants_are_named(tmp_path, save_tflite):
     inp = keras.Input((4, 4, 3), batch_size=1)
     x = keras.layers.Reshape((16,))(keras.ops.mean(inp, axis=-1))  # MEAN over the channels
-    path = _save(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "cmean")
+    path = save_tflite(keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(3)(x))), tmp_path, "cmean")
     with pytest.raises(T.UnsupportedOperatorError, match=r"TFLite operator MEAN \(operator 0.*axes \(3,\)"):
         T.build(path)
     inp = keras.Input((4, 4, 3), batch_size=1)
     x = keras.layers.GlobalAveragePooling2D()(inp)
-    path = _save(keras.Model(inp, keras.layers.Dense(3, activation="relu")(x)), tmp_path, "relu_out")
+    path = save_tflite(keras.Model(inp, keras.layers.Dense(3, activation="relu")(x)), tmp_path, "relu_out")
     with pytest.raises(T.UnsupportedOperatorError, match="logits FULLY_CONNECTED must be linear"):
         T.build(path)
 
