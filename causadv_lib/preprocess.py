@@ -8,6 +8,11 @@ It is two steps, also public so that attacks can work on float pixels: a *geomet
 refuses NaN/Inf, values outside [0, 255] and float batches that look scaled to [0, 1]: see
 `causadv_lib.pixels`, the one pixel contract).
 
+For a model file of your own, `NORMALIZATIONS` names the usual normalisations at any image size:
+``"[0,1]"`` (x / 255), ``"[-1,1]"`` (x / 127.5 - 1), ``"imagenet-caffe"`` (RGB -> BGR minus the ImageNet BGR
+means) and ``"imagenet-torch"`` ((x / 255 - ImageNet mean) / ImageNet std); ``zoo.resolve(path,
+dataset=..., normalize=NAME)`` takes these names.
+
 | model | geometry | normalisation (x = pixel value in [0, 255]) |
 |---|---|---|
 | ``mobilenet_v2_imagenet`` | shorter side resized to 256 (bilinear), central 224x224 crop | x / 127.5 - 1 |
@@ -56,6 +61,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
+from types import MappingProxyType
 
 import numpy as np
 from PIL import Image
@@ -191,8 +197,7 @@ def normalize_mobilenet_v1(x: np.ndarray) -> np.ndarray:
 
 def normalize_vgg16_imagenet(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], (N, 224, 224, 3) RGB -> BGR minus the caffe means (Keras ``caffe`` mode)."""
-    x = _check_float(x, IMAGENET_SIZE, "vgg16_imagenet")
-    return (x[..., ::-1] - np.asarray(CAFFE_BGR_MEAN, np.float32)).astype(np.float32)
+    return _caffe(_check_float(x, IMAGENET_SIZE, "vgg16_imagenet"))
 
 
 @functools.cache
@@ -216,6 +221,49 @@ def normalize_vgg16_bn_cifar10(x: np.ndarray) -> np.ndarray:
 def normalize_resnet_cifar10(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], (N, 32, 32, 3) -> (x / 255 - ImageNet mean) / ImageNet std (akamaster)."""
     return _standardize(_check_float(x, CIFAR_SIZE, "resnet_cifar10"), IMAGENET_MEAN, IMAGENET_STD)
+
+
+# ----------------------------------------------------------------- normalisations by name
+def _channels_last_rgb(x: np.ndarray, name: str) -> np.ndarray:
+    """`x` (any shape with 3 channels last) checked by `check_values`, as float32."""
+    x = np.asarray(x)
+    if x.ndim < 1 or x.shape[-1] != 3:
+        raise ValueError(f"{name}: expected RGB pixel values with 3 channels last, got shape {x.shape}")
+    check_values(x, name)
+    return x.astype(np.float32, copy=False)
+
+
+def to_zero_one(x: np.ndarray) -> np.ndarray:
+    """Pixel values in [0, 255], any shape -> x / 255 in [0, 1] (float32): models trained on ``x / 255``."""
+    x = np.asarray(x)
+    check_values(x, "to_zero_one")
+    return (x.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+
+
+def _caffe(x: np.ndarray) -> np.ndarray:
+    return (x[..., ::-1] - np.asarray(CAFFE_BGR_MEAN, np.float32)).astype(np.float32)
+
+
+def to_caffe_bgr(x: np.ndarray) -> np.ndarray:
+    """RGB pixel values in [0, 255], (..., 3) -> BGR minus the ImageNet BGR means (103.939, 116.779, 123.68)
+    (float32): Keras ``caffe`` mode (VGG16, ResNet50 of ``keras.applications``), at any image size."""
+    return _caffe(_channels_last_rgb(x, "to_caffe_bgr"))
+
+
+def to_imagenet_standard(x: np.ndarray) -> np.ndarray:
+    """RGB pixel values in [0, 255], (..., 3) -> (x / 255 - mean) / std with the ImageNet mean (0.485, 0.456,
+    0.406) and std (0.229, 0.224, 0.225) (float32): the torchvision convention, at any image size."""
+    return _standardize(_channels_last_rgb(x, "to_imagenet_standard"), IMAGENET_MEAN, IMAGENET_STD)
+
+
+#: The normalisations by name, for a model file of your own (`zoo.resolve(path, dataset=..., normalize=NAME)`):
+#: float pixel values in [0, 255] (any image size, 3 channels last) -> model inputs, float32.
+NORMALIZATIONS = MappingProxyType({
+    "[0,1]": to_zero_one,                       # x / 255
+    "[-1,1]": to_unit_range,                    # x / 127.5 - 1
+    "imagenet-caffe": to_caffe_bgr,             # RGB -> BGR, minus (103.939, 116.779, 123.68)
+    "imagenet-torch": to_imagenet_standard,     # (x / 255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)
+})
 
 
 # ------------------------------------------------------------------------------ uint8 -> inputs

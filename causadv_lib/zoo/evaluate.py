@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from .. import data
 from ..spread import spread
-from .registry import resolve
+from .spec import resolve
 
 #: the pools `python -m causadv_lib.zoo check` evaluates, per model dataset
 CHECK_POOLS = {

@@ -1,13 +1,17 @@
-"""The registry of zoo models by name: `names`, `get` (built once per process), `resolve`, `BUILDERS`."""
+"""The registry of zoo models by name: `names`, `get` (built once per process), `BUILDERS`; models of your own
+under a name of yours: `register`, `unregister`, `registered`. (`zoo.resolve`, which also takes model files,
+is `spec`'s.)"""
 from __future__ import annotations
 
 import difflib
 import functools
+import os
+from pathlib import Path
 from typing import Callable
 
 from .. import data, preprocess
 from . import keras_apps, mobilenet_tflite, resnet_cifar, vgg_cifar
-from .model import ZooModel, name_of
+from .model import DATASETS, ZooModel, name_of
 from .structure import check_structure
 from .tflite import from_tflite
 
@@ -75,13 +79,86 @@ BUILDERS: dict[str, Callable[[], ZooModel]] = {
 
 
 def names() -> list[str]:
-    """Names of the zoo models."""
+    """Names of the zoo models (the built-in ones; `registered` lists yours)."""
     return list(BUILDERS)
 
 
-def _unknown(name) -> UnknownModelError:
-    close = difflib.get_close_matches(str(name), BUILDERS, n=3, cutoff=0.4)
-    return UnknownModelError(f"unknown zoo model {name!r}; known models: {', '.join(BUILDERS)}"
+#: your models by name (`register`), in registration order
+_REGISTERED: dict[str, ZooModel] = {}
+#: the suffixes of the model files `zoo.resolve` reads
+MODEL_SUFFIXES = (".keras", ".tflite")
+
+
+def registered() -> list[str]:
+    """Names of the models registered with `register`, in registration order."""
+    return list(_REGISTERED)
+
+
+def known(name) -> bool:
+    """Whether `name` is a zoo name or a registered name (what `get` takes)."""
+    return isinstance(name, str) and (name in BUILDERS or name in _REGISTERED)
+
+
+def register(name: str, zoo_model: ZooModel, *, replace: bool = False) -> ZooModel:
+    """Make `zoo_model` (a `ZooModel`: `zoo.custom`, `zoo.from_tflite`, `zoo.resolve(path, ...)`) known by
+    `name`, so that `get(name)`, `zoo.resolve(name)` and everything taking a zoo name find it. Returns it.
+
+    Refused: a `zoo_model` that is not a ZooModel (TypeError); a `name` that is not a non-empty string, is a
+    built-in zoo name, or would be read as a model file path (ValueError); a name already registered, unless
+    `replace=True` (ValueError).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"zoo.register: the name must be a non-empty string, got {name!r}")
+    if not isinstance(zoo_model, ZooModel):
+        raise TypeError(f"zoo.register({name!r}, ...): expected a ZooModel (zoo.custom(keras_model, preprocess), "
+                        f"zoo.from_tflite(path, preprocess) or zoo.resolve(path, dataset=..., normalize=...)), got "
+                        f"{type(zoo_model).__name__}")
+    if name in BUILDERS:
+        raise ValueError(f"zoo.register: {name!r} is a built-in zoo model name ({', '.join(BUILDERS)}); "
+                         "register your model under another name")
+    if looks_like_path(name):
+        raise ValueError(f"zoo.register: {name!r} would be read as a model file path (it has a suffix or a path "
+                         "separator); register your model under a plain name")
+    if name in _REGISTERED and not replace:
+        raise ValueError(f"zoo.register: {name!r} is already registered (model {name_of(_REGISTERED[name])!r}); "
+                         f"pass replace=True to replace it, or call zoo.unregister({name!r}) first")
+    _REGISTERED[name] = zoo_model
+    return zoo_model
+
+
+def unregister(name: str) -> ZooModel:
+    """Forget the model registered as `name` and return it; a built-in name is refused (ValueError), an
+    unregistered one raises `UnknownModelError`."""
+    if isinstance(name, str) and name in BUILDERS:
+        raise ValueError(f"zoo.unregister: {name!r} is a built-in zoo model name; only names given to "
+                         "zoo.register can be unregistered")
+    if not isinstance(name, str) or name not in _REGISTERED:
+        raise UnknownModelError(f"zoo.unregister: {name!r} is not registered; registered names: "
+                                f"{', '.join(_REGISTERED) or 'none'}")
+    return _REGISTERED.pop(name)
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether the string `name` reads as a file path rather than a model name: it has a suffix (``.keras``)
+    or a path separator."""
+    return bool(Path(name).suffix) or "/" in name or os.sep in name
+
+
+def accepted(files: bool = True) -> str:
+    """What names a model, as error messages list it: the zoo names, the registered names and (`files`) the
+    model files `zoo.resolve` reads."""
+    text = (f"zoo names: {', '.join(BUILDERS)}; registered names: "
+            f"{', '.join(_REGISTERED) or 'none (zoo.register(name, zoo_model) adds one)'}")
+    if files:
+        text += (f"; or a path to a {' or '.join(MODEL_SUFFIXES)} file with dataset= and normalize= (one of "
+                 f"{', '.join(map(repr, preprocess.NORMALIZATIONS))}; dataset one of {', '.join(map(repr, DATASETS))})")
+    return text
+
+
+def unknown(name, files: bool = False) -> UnknownModelError:
+    """The error for an unknown model name: what is accepted (`accepted`) and close matches."""
+    close = difflib.get_close_matches(str(name), [*BUILDERS, *_REGISTERED], n=3, cutoff=0.4)
+    return UnknownModelError(f"unknown zoo model {name!r}; accepted: {accepted(files)}"
                              + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
 
 
@@ -91,20 +168,13 @@ def _get(name: str) -> ZooModel:
 
 
 def get(name: str) -> ZooModel:
-    """The zoo model `name`, built on first use and cached for the process."""
+    """The zoo model `name` (built on first use and cached for the process), or the model registered as
+    `name` (`register`)."""
+    if isinstance(name, str) and name in _REGISTERED:
+        return _REGISTERED[name]
     if not isinstance(name, str) or name not in BUILDERS:
-        raise _unknown(name)
+        raise unknown(name)
     return _get(name)
-
-
-def resolve(model: str | ZooModel) -> ZooModel:
-    """A ZooModel from a zoo name or a ZooModel (returned unchanged)."""
-    if isinstance(model, ZooModel):
-        return model
-    if isinstance(model, str):
-        return get(model)
-    raise TypeError(f"expected a zoo model name ({', '.join(BUILDERS)}) or a ZooModel (see zoo.custom), "
-                    f"got {type(model).__name__}")
 
 
 def for_pixels(zm):
