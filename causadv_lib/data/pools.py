@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from .images import _decode, load_image
 from .registry import DataError, entry, manifest, names_under
@@ -26,7 +27,8 @@ class ImagePool:
     `load(indices)` decodes images to uint8 RGB: an (N, H, W, 3) array when all images share one
     size (CIFAR-10), else a list of (H, W, 3) arrays (ImageNet).
 
-    Your own images: ``ImagePool.from_arrays(images, labels, class_names)`` (in memory), or
+    Your own images: ``ImagePool.from_arrays(images, labels, class_names)`` (in memory),
+    ``ImagePool.from_folder(folder)`` (a folder of class subfolders, read on demand), or
     ``ImagePool.from_loader(name, ids, labels, class_names, load)`` (read on demand by ``load(indices)``).
     """
 
@@ -82,6 +84,69 @@ class ImagePool:
             return [arrays[i] for i in idx]
         return cls(str(name), ids, labels, tuple(class_names), load)
 
+    @classmethod
+    def from_folder(cls, folder, *, name: str | None = None, class_names: Sequence[str] | None = None,
+                    size: tuple[int, int] | None = None) -> "ImagePool":
+        """A pool of the images in `folder`, one subfolder per class (``folder/CLASS/*.png``), read on demand.
+
+        Images: ``.png``, ``.jpg`` and ``.jpeg`` files (any case) anywhere inside a class subfolder, in order of
+        their path relative to `folder` (so the order is the same on every machine); their ids are these
+        relative paths (``"cat/0001.png"``). Hidden files and folders (names starting with ".") are skipped.
+        `class_names`: default the subfolder names, sorted; given, every subfolder must be one of them (label
+        = its position; a class may have no subfolder). `size`: (H, W) to resize every image to (bilinear),
+        so that `load` returns an (n, H, W, 3) array; without it, an array when the images loaded share one
+        size, else a list. Decoding follows `load_image` (uint8 RGB; grayscale and palette converted, alpha
+        composited on white). `name` defaults to the folder's name.
+
+        DataError naming the file or folder: no folder, no image, a file directly in `folder` (outside the
+        class subfolders), a file of another type in a class subfolder, a subfolder outside `class_names`;
+        an image that cannot be decoded, when it is loaded.
+        """
+        root = Path(folder)
+        name = root.name if name is None else str(name)
+        if not root.is_dir():
+            raise DataError(f"pool {name}: {root} is not a folder; expected a folder with one subfolder per class")
+        if size is not None:
+            if (not isinstance(size, (tuple, list)) or len(size) != 2
+                    or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
+                raise DataError(f"pool {name}: size must be (H, W), two positive integers, or None; got {size!r}")
+            size = (int(size[0]), int(size[1]))
+        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+        loose = [p for p in entries if not p.is_dir()]
+        if loose:
+            raise DataError(f"pool {name}: {loose[0]} is outside the class subfolders of {root}"
+                            + (f" (and {len(loose) - 1} more files)" if len(loose) > 1 else "")
+                            + "; expected only one subfolder per class, holding that class's images")
+        folders = [p.name for p in entries]
+        classes = tuple(folders) if class_names is None else tuple(str(c) for c in class_names)
+        unknown = [f for f in folders if f not in classes]
+        if unknown:
+            raise DataError(f"pool {name}: the subfolder {root / unknown[0]} is not a class of class_names "
+                            f"({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''})")
+        files: list[tuple[str, int]] = []
+        for f in folders:
+            for p in sorted((root / f).rglob("*")):
+                rel = p.relative_to(root)
+                if any(part.startswith(".") for part in rel.parts) or p.is_dir():
+                    continue
+                if p.suffix.lower() not in IMAGE_SUFFIXES:
+                    raise DataError(f"pool {name}: {p} is not an image file (expected {', '.join(IMAGE_SUFFIXES)}); "
+                                    "remove it or move it out of the class subfolders")
+                files.append((rel.as_posix(), classes.index(f)))
+        files.sort()
+        if not files:
+            raise DataError(f"pool {name}: no images ({', '.join(IMAGE_SUFFIXES)}) in {root}; expected one "
+                            "subfolder per class, holding that class's images")
+        ids = tuple(i for i, _ in files)
+
+        def load(idx: np.ndarray):
+            images = [_read_image(root / ids[i], size) for i in idx]
+            if size is not None:
+                return np.stack(images) if images else np.zeros((0, *size, 3), np.uint8)
+            same = len({im.shape for im in images}) == 1
+            return np.stack(images) if same else images
+        return cls(name, ids, np.array([y for _, y in files], np.int64), classes, load)
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -107,6 +172,18 @@ class ImagePool:
 @functools.lru_cache(maxsize=16)
 def _positions(ids: tuple[str, ...]) -> dict[str, int]:
     return {i: k for k, i in enumerate(ids)}
+
+
+#: the image files `ImagePool.from_folder` reads (suffixes compared in lower case)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _read_image(file: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """One image file decoded to uint8 RGB (DataError naming the file), resized to `size` (H, W) if given."""
+    img = _decode(file, str(file))
+    if size is None or img.shape[:2] == size:
+        return img
+    return np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR), dtype=np.uint8)
 
 
 def _file_loader(names: Sequence[str], stack: bool) -> Callable[[np.ndarray], list | np.ndarray]:
