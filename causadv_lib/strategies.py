@@ -45,6 +45,13 @@ S4 common robust causal features -- top-n causal filters of the sample (CI > 0, 
    one is common.  rule=r (int): shares iff at least r are common.
    flagged: not shares.  score: -#common.  statistic: #common.
 
+`evaluate_all` also takes the objects that carry these arrays: a `ci.CIResult` for `ci` (its ``predicted``
+comes with it) and a `prototypes.Prototypes` for `proto`, and then refuses a pair whose CI layer or CI
+definition differ (they are recognised by their fields, so that this module needs no TensorFlow):
+
+    >>> res = evaluate_all(ci_result, protos, dataset="cifar10")       # = evaluate_all(ci_result.ci,
+    ...                                                                #   ci_result.predicted, protos.ci, ...)
+
 `paper_count` gives the count the paper prints: Tables 1-3 and Figure 3 count the samples that *pass*
 (look clean); for S1 the paper reports detections (samples without enough causal features).
 
@@ -333,10 +340,77 @@ def _unfit(key: str, kwargs: dict, n: int) -> StrategyResult:
                    "does not fit the model (parameter above the number of classes or filters)", side)
 
 
-def evaluate_all(ci, predicted, proto, dataset: str = "imagenet", s4_rule="subset") -> list[StrategyResult]:
+def _is_ci_result(obj) -> bool:
+    """A `ci.CIResult` (recognised by its fields: importing `ci` would import TensorFlow)."""
+    return not isinstance(obj, np.ndarray) and all(hasattr(obj, a) for a in ("ci", "predicted", "target", "layer",
+                                                                             "definition"))
+
+
+def _is_prototypes(obj) -> bool:
+    """A `prototypes.Prototypes` (recognised by its fields, like `_is_ci_result`)."""
+    return not isinstance(obj, np.ndarray) and all(hasattr(obj, a) for a in ("ci", "missing", "layer", "definition"))
+
+
+def _same_layer(a: str, b: str) -> bool:
+    """Two names of one CI layer: equal, or a nested model's ``outer/inner`` and its unique inner name alone."""
+    return a == b or ("/" not in a and b.rsplit("/", 1)[-1] == a) or ("/" not in b and a.rsplit("/", 1)[-1] == b)
+
+
+def _unpack(ci, predicted, proto) -> tuple:
+    """(ci, predicted, proto) as arrays from a `ci.CIResult` and `prototypes.Prototypes` or the arrays
+    themselves; a pair of objects whose CI layer or definition differ is refused."""
+    if proto is None and _is_prototypes(predicted) and _is_ci_result(ci):
+        predicted, proto = None, predicted                    # evaluate_all(ci_result, protos, ...)
+    if _is_prototypes(ci):
+        raise TypeError("ci: got Prototypes; pass the samples' CI vectors first (a CIResult or an (N, K) array) "
+                        "and the prototypes as proto")
+    if _is_ci_result(proto):
+        raise TypeError("proto: got a CIResult; expected the prototypes (a Prototypes or a (C, K) array)")
+    if _is_prototypes(predicted):
+        raise TypeError("predicted: got Prototypes; pass evaluate_all(ci, predicted, protos), or "
+                        "evaluate_all(ci_result, protos) with a CIResult, which carries the predicted classes")
+    sample = None
+    if _is_ci_result(ci):
+        sample, ci = ci, ci.ci
+        own = np.asarray(sample.predicted)
+        if predicted is None:
+            predicted = own
+        elif np.shape(predicted) != own.shape or not np.array_equal(np.asarray(predicted), own):
+            raise ValueError("predicted: differs from the predicted classes the CIResult carries; pass "
+                             "predicted=None (or leave it out) to use them")
+        off = np.asarray(sample.target) != own
+        if off.any():
+            raise ValueError(f"ci: the CIResult holds CI vectors of a target class other than the predicted one in "
+                             f"{int(off.sum())} of {off.size} rows (first: row {int(np.flatnonzero(off)[0])}); the "
+                             "strategies compare the CI vector of the predicted class with its prototype: compute "
+                             "it with target=None")
+    if predicted is None:
+        raise TypeError("predicted: missing; pass the predicted class of every row of ci (a CIResult carries them)")
+    if proto is None:
+        raise TypeError("proto: missing; pass the prototypes (a Prototypes or a (C, K) array)")
+    if _is_prototypes(proto):
+        protos, proto = proto, proto.ci
+        if sample is not None and (not _same_layer(str(sample.layer), str(protos.layer))
+                                   or sample.definition != protos.definition):
+            raise ValueError(f"ci and proto do not match: the CI vectors are of layer {sample.layer!r} with "
+                             f"definition {sample.definition!r}, the prototypes' of layer {protos.layer!r} with "
+                             f"definition {protos.definition!r}; compute both on the same layer with the same "
+                             "definition")
+    return ci, predicted, proto
+
+
+def evaluate_all(ci, predicted=None, proto=None, dataset: str = "imagenet", s4_rule="subset") -> list[StrategyResult]:
     """Every variant of `paper_variants(dataset)` on the same samples, in table order. A variant whose
     parameters exceed the model (S2 top-5 with 5 classes or fewer, S4 m/K with fewer than m filters) counts
-    no sample (`_unfit`)."""
+    no sample (`_unfit`).
+
+    `ci`, `predicted`, `proto`: the arrays of the module docstring; or a `ci.CIResult` as `ci` (`predicted`
+    then defaults to its own, and must equal it if given) and a `prototypes.Prototypes` as `proto`, also as
+    ``evaluate_all(ci_result, protos, dataset=...)``. A CIResult and Prototypes of different CI layers or
+    definitions are refused (ValueError naming both), as is a CIResult computed for a target other than the
+    predicted class.
+    """
+    ci, predicted, proto = _unpack(ci, predicted, proto)
     out = []
     for key, kwargs in paper_variants(dataset):
         fn = STRATEGIES[key]

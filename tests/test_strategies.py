@@ -8,6 +8,8 @@ import pytest
 
 from causadv_lib import config
 from causadv_lib import strategies as st
+from causadv_lib.ci import CIResult
+from causadv_lib.prototypes import Prototypes
 
 
 def f32(rows):
@@ -277,3 +279,78 @@ def test_no_tensorflow_import():
     out = subprocess.run([sys.executable, "-c", code], cwd=config.PROJECT_ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- CIResult and Prototypes in
+
+def _pair(layer="conv", definition="probability", proto_layer=None, proto_definition=None, n=12, k=40, c=4):
+    """A CIResult of n samples and the Prototypes of c classes (class 2 without one), random CI vectors."""
+    rng = np.random.default_rng(8)
+    pred = rng.integers(0, c, n)
+    res = CIResult(ci=rng.normal(size=(n, k)).astype(np.float32), predicted=pred, probability=np.ones(n, np.float32),
+                   target=pred.copy(), definition=definition, layer=layer, path="generic", filters=np.arange(k))
+    proto = rng.normal(size=(c, k)).astype(np.float32)
+    proto[2] = np.nan
+    protos = Prototypes(index=np.array([0, 1, -1, 3]), ids=("a", "b", "", "d"), probability=np.ones(c, np.float32),
+                        ci=proto, layer=proto_layer or layer, definition=proto_definition or definition, missing=(2,))
+    return res, protos
+
+
+def _same(a, b):
+    assert [r.name for r in a] == [r.name for r in b]
+    for x, y in zip(a, b):
+        for field in ("flagged", "score", "counted", "statistic"):
+            assert getattr(x, field).tobytes() == getattr(y, field).tobytes(), (x.name, field)
+        assert dict(x.params) == dict(y.params) and x.statistic_name == y.statistic_name
+
+
+@pytest.mark.parametrize("dataset", ["imagenet", "cifar10"])
+def test_evaluate_all_takes_a_ci_result_and_prototypes(dataset):
+    res, protos = _pair()
+    arrays = st.evaluate_all(res.ci, res.predicted, protos.ci, dataset=dataset)
+    for got in (st.evaluate_all(res, protos, dataset=dataset), st.evaluate_all(res, proto=protos, dataset=dataset),
+                st.evaluate_all(res, res.predicted, protos, dataset=dataset),
+                st.evaluate_all(res.ci, res.predicted, protos, dataset=dataset),
+                st.evaluate_all(res, res.predicted, protos.ci, dataset=dataset)):
+        _same(got, arrays)
+    # a nested model's layer named by its path on one side and by its unique inner name on the other
+    nested, inner = _pair(layer="mobilenetv2_1.00_96/out_relu", proto_layer="out_relu")
+    _same(st.evaluate_all(nested, inner, dataset=dataset),
+          st.evaluate_all(nested.ci, nested.predicted, inner.ci, dataset=dataset))
+
+
+@pytest.mark.parametrize("sides, match", [
+    ({"layer": "conv", "proto_layer": "conv2"},
+     r"ci and proto do not match: the CI vectors are of layer 'conv' with definition 'probability', the "
+     r"prototypes' of layer 'conv2' with definition 'probability'"),
+    ({"definition": "log_probability", "proto_definition": "probability"},
+     r"the CI vectors are of layer 'conv' with definition 'log_probability', the prototypes' of layer 'conv' with "
+     r"definition 'probability'"),
+    ({"layer": "a/out_relu", "proto_layer": "b/out_relu"}, r"of layer 'a/out_relu' .* of layer 'b/out_relu'"),
+])
+def test_evaluate_all_refuses_a_ci_result_and_prototypes_that_do_not_match(sides, match):
+    res, protos = _pair(**sides)
+    with pytest.raises(ValueError, match=match):
+        st.evaluate_all(res, protos, dataset="cifar10")
+
+
+def test_evaluate_all_refuses_mixed_up_arguments():
+    res, protos = _pair()
+    other = res.predicted.copy()
+    other[0] = (other[0] + 1) % 4
+    with pytest.raises(ValueError, match="predicted: differs from the predicted classes the CIResult carries"):
+        st.evaluate_all(res, other, protos)
+    targeted = CIResult(ci=res.ci, predicted=res.predicted, probability=res.probability, target=other,
+                        definition=res.definition, layer=res.layer, path=res.path, filters=res.filters)
+    with pytest.raises(ValueError, match=r"target class other than the predicted one in 1 of 12 rows \(first: row 0\)"):
+        st.evaluate_all(targeted, protos)
+    with pytest.raises(TypeError, match="ci: got Prototypes"):
+        st.evaluate_all(protos, res.predicted, protos.ci)
+    with pytest.raises(TypeError, match="proto: got a CIResult"):
+        st.evaluate_all(res.ci, res.predicted, res)
+    with pytest.raises(TypeError, match=r"predicted: got Prototypes; pass evaluate_all\(ci, predicted, protos\)"):
+        st.evaluate_all(res.ci, protos)
+    with pytest.raises(TypeError, match="predicted: missing"):
+        st.evaluate_all(res.ci, proto=protos.ci)
+    with pytest.raises(TypeError, match="proto: missing"):
+        st.evaluate_all(res)
