@@ -7,7 +7,8 @@ instances whose float32 p_c is 1.0 (or 0.99999994, depending on the row's positi
 softmax kernel rounds differently), and the log-probability still orders them. Remaining ties go to
 the lower pool index, so the choice is deterministic. A class without any correctly classified
 instance is reported in ``missing`` (its row holds index -1, id "", NaN probability and CI), never
-silently dropped.
+silently dropped: the three entry points warn (`MissingPrototypesWarning`) how many classes, and which,
+got no prototype.
 
 Three entry points, by what you have:
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,28 @@ from .data import DataError, ImagePool
 from .io import atomic_write_bytes
 from .spread import spread
 from .zoo import ZooModel
+
+
+class MissingPrototypesWarning(UserWarning):
+    """Some classes got no prototype: no image of theirs among those searched was correctly classified.
+    Strategies 2 and 4 do not count samples predicted as these classes (`Prototypes.missing` lists them)."""
+
+
+#: classes named in the warning before "and N more"
+_NAMED_MISSING = 5
+
+
+def _warn_missing(p: "Prototypes", searched: int, class_names=None) -> None:
+    """`MissingPrototypesWarning` when `p` has classes without a prototype, attributed to the caller of the
+    public function that calls this."""
+    if not p.missing:
+        return
+    named = [f"{c} ({class_names[c]!r})" if class_names is not None else str(c) for c in p.missing[:_NAMED_MISSING]]
+    more = len(p.missing) - len(named)
+    which = ("class " if len(p.missing) == 1 else "classes ") + ", ".join(named) + (f" and {more} more" if more else "")
+    warnings.warn(f"{len(p.missing)} of {p.num_classes} classes have no prototype: no correctly classified image of "
+                  f"{which} among the {searched} images searched; strategies 2 and 4 do not count samples predicted "
+                  "as these classes (Prototypes.missing lists them)", MissingPrototypesWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -106,6 +130,7 @@ def select_prototypes(model, images, labels, ids, *, layer=None, definition: str
     model: a Keras model (for a ZooModel and uint8 images use `from_images`). labels: (N,) true classes;
     ids: (N,) image ids stored with the prototypes. num_classes defaults to the model's number of
     outputs. The CI vectors use `ci.counterfactual_information` with `layer`, `definition` and `outputs`.
+    Classes without a correctly classified image are warned about (`MissingPrototypesWarning`).
     """
     if _is_zoo_model(model):
         raise TypeError(f"select_prototypes takes a Keras model and preprocessed model inputs, got the ZooModel "
@@ -150,9 +175,11 @@ def select_prototypes(model, images, labels, ids, *, layer=None, definition: str
         ci[have] = res.ci
     probability = np.full(C, np.nan, np.float32)
     probability[have] = p_true[index[have]]
-    return Prototypes(index=index, ids=tuple(ids[i] if i >= 0 else "" for i in index), probability=probability,
-                      ci=ci, layer=layer, definition=definition,
-                      missing=tuple(int(c) for c in np.flatnonzero(index < 0)))
+    found = Prototypes(index=index, ids=tuple(ids[i] if i >= 0 else "" for i in index), probability=probability,
+                       ci=ci, layer=layer, definition=definition,
+                       missing=tuple(int(c) for c in np.flatnonzero(index < 0)))
+    _warn_missing(found, len(labels))
+    return found
 
 
 def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "probability",
@@ -165,8 +192,17 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     depends on: the model (architecture and weights), its CI layer, the preprocessed input bytes, their
     ids, pool indices and labels, the class count, the definition, the CI layout, the library version
     and the source code of `prototypes` and `ci` (`cache.cached`). A corrupted entry is reported with a
-    warning, deleted and recomputed.
+    warning, deleted and recomputed. Classes without a correctly classified image among those searched are
+    warned about (`MissingPrototypesWarning`).
     """
+    found, searched = _for_pool(zoo_model, pool, limit=limit, definition=definition, cache=cache,
+                                batch_size=batch_size, progress=progress)
+    _warn_missing(found, searched, pool.class_names)
+    return found
+
+
+def _for_pool(zoo_model, pool, *, limit, definition, cache, batch_size, progress) -> tuple[Prototypes, int]:
+    """`for_pool` without the warning, and the number of images searched."""
     if not _is_zoo_model(zoo_model):
         name = _keras_model_name(zoo_model)
         raise TypeError(f"for_pool takes a ZooModel, got {type(zoo_model).__name__}"
@@ -184,9 +220,11 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     num_classes = len(pool.class_names)
 
     def compute():
-        found = select_prototypes(zoo_model.model, images, labels, ids, layer=zoo_model.ci_layer,
-                                  definition=definition, num_classes=num_classes,
-                                  batch_size=batch_size, progress=progress)
+        with warnings.catch_warnings():   # for_pool and from_images warn themselves, on a cache hit too
+            warnings.simplefilter("ignore", MissingPrototypesWarning)
+            found = select_prototypes(zoo_model.model, images, labels, ids, layer=zoo_model.ci_layer,
+                                      definition=definition, num_classes=num_classes,
+                                      batch_size=batch_size, progress=progress)
         found = dataclasses.replace(found, index=np.where(found.index >= 0, idx[np.maximum(found.index, 0)], -1))
         return _to_arrays(found)
 
@@ -196,7 +234,7 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
                             compute, required=_ARRAYS, validate=_wrong_arrays, code=(__name__, _ci))
     else:
         got = compute()
-    return _from_arrays(got)
+    return _from_arrays(got), len(idx)
 
 
 _ARRAYS = ("index", "ids", "probability", "ci", "layer", "definition", "missing")
@@ -234,7 +272,8 @@ def from_images(zoo_model, images, labels, ids=None, *, definition: str = "proba
     ``zoo_model.preprocess``); labels: (N,) true classes in [0, zoo_model.num_classes); ids: (N,) unique
     names stored with the prototypes (default "0", "1", ...: ``index`` and ``ids`` refer to positions in
     `images`). CI vectors use the zoo model's CI layer and `definition`. cache: store the result as
-    `for_pool` does (keyed by the model, the images and everything else it depends on).
+    `for_pool` does (keyed by the model, the images and everything else it depends on). Classes without a
+    correctly classified image are warned about (`MissingPrototypesWarning`).
     """
     if not _is_zoo_model(zoo_model):
         name = _keras_model_name(zoo_model)
@@ -252,7 +291,10 @@ def from_images(zoo_model, images, labels, ids=None, *, definition: str = "proba
         pool = ImagePool.from_arrays(images, labels, zoo_model.class_names, ids, name=f"{zoo_model.name}_images")
     except DataError as e:
         raise ValueError(str(e)) from None
-    return for_pool(zoo_model, pool, definition=definition, cache=cache, batch_size=batch_size, progress=progress)
+    found, searched = _for_pool(zoo_model, pool, limit=None, definition=definition, cache=cache,
+                                batch_size=batch_size, progress=progress)
+    _warn_missing(found, searched, zoo_model.class_names)
+    return found
 
 
 def causal_overlap(vectors) -> np.ndarray:

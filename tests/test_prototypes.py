@@ -1,11 +1,13 @@
 """Prototypes: the most confident correctly classified instance per class, with its CI vector."""
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from keras import layers as L
 
 from causadv_lib import ci, runner
-from causadv_lib.prototypes import Prototypes, select_prototypes
+from causadv_lib.prototypes import MissingPrototypesWarning, Prototypes, select_prototypes
 
 
 def _model():
@@ -26,7 +28,8 @@ def test_selects_the_most_confident_correct_instance(tmp_path):
     absent = 3
     labels[labels == absent] = (absent + 1) % 4   # no instance of class 3 at all
     ids = [f"img{i:03d}" for i in range(len(x))]
-    pr = select_prototypes(model, x, labels, ids, layer="act", batch_size=7)
+    with pytest.warns(MissingPrototypesWarning, match="no correctly classified image of class(es)? .*3"):
+        pr = select_prototypes(model, x, labels, ids, layer="act", batch_size=7)
     assert pr.num_classes == 4 and absent in pr.missing
     assert pr.index[absent] == -1 and pr.ids[absent] == "" and np.isnan(pr.ci[absent]).all()
     with pytest.raises(KeyError):
@@ -55,7 +58,8 @@ def test_ties_at_probability_one_are_broken_by_log_probability():
     x = np.random.default_rng(1).normal(size=(12, 6, 6, 3)).astype(np.float32)
     probs, logits = runner.with_logits(model, x)
     assert np.all(probs[:, 0] >= np.float32(0.99999994))  # 1.0 or one ulp below, by batch position
-    pr = select_prototypes(model, x, np.zeros(12, int), [str(i) for i in range(12)], layer="act")
+    with pytest.warns(MissingPrototypesWarning, match="3 of 4 classes have no prototype"):
+        pr = select_prototypes(model, x, np.zeros(12, int), [str(i) for i in range(12)], layer="act")
     margin = logits[:, 0] - np.log(np.exp(logits[:, 1:]).sum(1))
     assert pr.index[0] == np.argmax(margin)
     assert pr.missing == (1, 2, 3) and pr.probability[0] == 1.0
@@ -68,6 +72,7 @@ def _zoo_model():
                       class_names=["a", "b", "c", "d"])
 
 
+@pytest.mark.filterwarnings("ignore::causadv_lib.prototypes.MissingPrototypesWarning")  # 2 of its 4 classes predicted
 def test_from_images_is_images_and_labels_in_prototypes_out(tmp_path, monkeypatch):
     from causadv_lib import prototypes
     from causadv_lib.data import ImagePool
@@ -115,3 +120,62 @@ def test_mix_ups_get_errors_that_say_what_to_do():
         prototypes.from_images(zm, imgs, labels[:3])
     with pytest.raises(DataError, match="uint8 RGB"):
         ImagePool.from_arrays(imgs[..., 0], labels)
+
+
+# ------------------------------------------------------------------------------- classes without a prototype
+def _saturated(classes: int = 10):
+    """A model that predicts class 0 for every input."""
+    keras.utils.set_random_seed(12)
+    i = keras.Input((6, 6, 3))
+    x = L.Conv2D(5, 3, padding="same", activation="relu", name="act")(i)
+    head = L.Dense(classes, name="logits")
+    x = head(L.GlobalAveragePooling2D()(x))
+    model = keras.Model(i, L.Softmax()(x), name="saturated")
+    w, b = head.get_weights()
+    head.set_weights([w * 0, np.r_[30.0, np.zeros(classes - 1)].astype(np.float32)])
+    return model
+
+
+def test_classes_without_a_prototype_are_warned_about_by_every_entry_point(tmp_path, monkeypatch):
+    from causadv_lib import prototypes, zoo
+    from causadv_lib.data import ImagePool
+
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
+    model = _saturated()
+    x = np.random.default_rng(5).normal(size=(20, 6, 6, 3)).astype(np.float32)
+    labels = np.arange(20) % 10                        # every class present, only class 0 correctly classified
+    with pytest.warns(MissingPrototypesWarning) as record:
+        pr = select_prototypes(model, x, labels, [str(i) for i in range(20)], layer="act")
+    assert pr.missing == tuple(range(1, 10)) and len(record) == 1
+    assert str(record[0].message) == (
+        "9 of 10 classes have no prototype: no correctly classified image of classes 1, 2, 3, 4, 5 and 4 more among "
+        "the 20 images searched; strategies 2 and 4 do not count samples predicted as these classes "
+        "(Prototypes.missing lists them)")
+    assert record[0].filename == __file__ and issubclass(MissingPrototypesWarning, UserWarning)
+
+    names = [f"c{k}" for k in range(10)]
+    zm = zoo.custom(model, lambda im: np.asarray(im, np.float32) / 127.5 - 1, name="sat", class_names=names)
+    imgs = np.random.default_rng(6).integers(0, 256, (20, 6, 6, 3), dtype=np.uint8)
+    for cache in (False, True, True):                  # computed, stored, read from the cache: one warning each
+        with pytest.warns(MissingPrototypesWarning, match=r"9 of 10 .* classes 1 \('c1'\), 2 \('c2'\), 3 "
+                                                          r"\('c3'\), 4 \('c4'\), 5 \('c5'\) and 4 more") as record:
+            prototypes.from_images(zm, imgs, labels, cache=cache)
+        assert len(record) == 1 and record[0].filename == __file__
+    pool = ImagePool.from_arrays(imgs, np.where(labels == 1, 1, 0), names)   # class 1 misclassified, 2..9 absent
+    with pytest.warns(MissingPrototypesWarning, match=r"among the 10 images searched") as record:
+        prototypes.for_pool(zm, pool, limit=10, cache=False)
+    assert len(record) == 1 and record[0].filename == __file__
+
+
+def test_no_warning_when_every_class_has_a_prototype():
+    i = keras.Input((6, 6, 3))
+    act = L.Conv2D(2, 1, activation="relu", name="act")
+    head = L.Dense(2, name="logits")
+    model = keras.Model(i, L.Softmax()(head(L.GlobalAveragePooling2D()(act(i)))))
+    act.set_weights([np.float32([[[[1, -1], [0, 0], [0, 0]]]]), np.zeros(2, np.float32)])   # relu(+-channel 0)
+    head.set_weights([np.eye(2, dtype=np.float32) * 5, np.zeros(2, np.float32)])
+    x = np.stack([np.full((6, 6, 3), v, np.float32) for v in (1.0, -1.0, 0.5)])           # classes 0, 1, 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingPrototypesWarning)
+        pr = select_prototypes(model, x, [0, 1, 0], ["a", "b", "c"], layer="act")
+    assert pr.missing == () and pr.index.tolist() == [0, 1]
