@@ -157,7 +157,8 @@ def test_a_quantised_input_must_agree_with_normalize(tmp_path, save_tflite):
     zm = zoo.resolve(path, dataset="cifar10", normalize="[-1,1]")
     assert zm.input_shape == (32, 32, 3)
     with pytest.raises(ValueError, match=r"quantised input maps pixel values 0 and 255 to -0\.99\d* and 1\.00\d* "
-                                         r"\(scale 0\.00784\d*, zero point 12[78]\); normalize='\[0,1\]' maps them to 0 and 1$"):
+                                         r"\(scale 0\.00784\d*, zero point 12[78]\); "
+                                         r"normalize='\[0,1\]' maps them to 0 and 1$"):
         zoo.resolve(path, dataset="cifar10", normalize="[0,1]")
 
 
@@ -222,7 +223,8 @@ def test_model_file_refusals(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"folder\.keras' \(it is a folder\)"):
         zoo.resolve(tmp_path / "folder.keras", dataset="cifar10", normalize="[0,1]")
     (tmp_path / "net.h5").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"net\.h5' is not a model file \(suffix '\.h5'; expected \.keras or \.tflite\)"):
+    with pytest.raises(ValueError, match=r"net\.h5' is not a model file \(suffix '\.h5'; "
+                                         r"expected \.keras or \.tflite\)"):
         zoo.resolve(str(tmp_path / "net.h5"), dataset="cifar10", normalize="[0,1]")
     for kwargs in ({}, {"dataset": "cifar10"}, {"normalize": "[0,1]"}):
         with pytest.raises(ValueError, match="a model file needs dataset= and normalize=, got dataset=") as err:
