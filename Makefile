@@ -22,22 +22,41 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED := 0
 
+# Your model through the paper (README, "Bring your own model"):
+#   make paper MODEL=path/to/my_cnn.keras DATASET=cifar10 NORMALIZE=[0,1] OUT=runs/my_cnn
+# MODEL: a zoo name, or a .keras/.tflite file (then NORMALIZE: [0,1], [-1,1], imagenet-caffe or imagenet-torch);
+# DATASET: the one it classifies. With MODEL, the experiment notebooks (02 onwards, not 09's tour) run on it.
+# OUT: where figures, tables, results JSON (OUT/), executed notebooks (OUT/notebooks/) and the page go;
+# default paper_figures/[PROFILE/] and build/[PROFILE/], or with MODEL runs/MODEL_NAME[/PROFILE] (git-ignored),
+# so that a model of yours never overwrites the paper's results.
+MODEL ?=
+DATASET ?=
+NORMALIZE ?=
+OUT ?= $(if $(MODEL),runs/$(basename $(notdir $(MODEL)))$(if $(filter paper,$(PROFILE)),,/$(PROFILE)))
+MODEL_FILE := $(wildcard $(MODEL))
+$(if $(and $(MODEL),$(if $(DATASET),,missing)),$(error MODEL=$(MODEL) needs DATASET=cifar10 or DATASET=imagenet))
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
-NAMES := $(notdir $(basename $(NOTEBOOKS)))
-OUT := $(if $(filter paper,$(PROFILE)),build,build/$(PROFILE))
-EXECUTED := $(NAMES:%=$(OUT)/%.ipynb)
+ALL_NAMES := $(notdir $(basename $(NOTEBOOKS)))
+MODEL_NOTEBOOKS := 02 03 04 05 06 07 08
+NAMES := $(if $(MODEL),$(filter $(MODEL_NOTEBOOKS:%=%_%),$(ALL_NAMES)),$(ALL_NAMES))
+FIGURES := $(if $(OUT),$(abspath $(OUT)),$(if $(filter paper,$(PROFILE)),paper_figures,paper_figures/$(PROFILE)))
+BUILD := $(if $(OUT),$(abspath $(OUT))/notebooks,$(if $(filter paper,$(PROFILE)),build,build/$(PROFILE)))
+PARAMS := -p profile $(PROFILE) $(if $(MODEL),-r model '$(MODEL)' -r dataset '$(DATASET)') \
+  $(if $(NORMALIZE),-r normalize '$(NORMALIZE)') $(if $(OUT),-r out '$(FIGURES)')
+EXECUTED := $(NAMES:%=$(BUILD)/%.ipynb)
 LIB := $(shell find causadv_lib -name '*.py') $(wildcard data_manifest/*.json data_manifest/samples/*.txt)
 
 .PHONY: clean-cache paper test pytest smoke nbval data zoo-check lab samples env clean
 paper: $(EXECUTED)
-	$(call PAGE,$(OUT),$(PROFILE))
+	$(call PAGE,$(BUILD),$(PROFILE),$(FIGURES))
 
-# $(call PAGE,build dir,profile): timings.tsv from each notebook's NAME.seconds, printed, then the web page.
+# $(call PAGE,build dir,profile,figures dir): timings.tsv from each notebook's NAME.seconds, printed, then the
+# web page (FIGURES/index.html).
 define PAGE
 @{ printf 'notebook\tseconds\n'; for n in $(NAMES); do test -f $(1)/$$n.seconds && printf '%s\t%s\n' $$n "$$(cat $(1)/$$n.seconds)"; done; } > $(1)/timings.tsv
 @echo "wall time of each notebook's last execution ($(1)/timings.tsv):"
 @awk -F'\t' 'NR > 1 { printf "  %-28s %8.1f s\n", $$1, $$2; t += $$2 } END { printf "  %-28s %8.1f s\n", "total", t }' $(1)/timings.tsv
-$(PY) -m causadv_lib.webpage --profile $(2)
+$(PY) -m causadv_lib.webpage --profile $(2) --build-dir $(1) --figures-dir $(3)
 endef
 
 env: $(STAMP)
@@ -51,29 +70,29 @@ $(STAMP): requirements.txt pyproject.toml etc/ipython_kernel_config.py
 	touch $@
 
 # Every data file is verified by sha256 once per manifest change (verified files are remembered by size+mtime).
-$(OUT)/.data-verified: $(STAMP) $(wildcard data_manifest/*.json)
-	@mkdir -p $(OUT)
+$(BUILD)/.data-verified: $(STAMP) $(wildcard data_manifest/*.json)
+	@mkdir -p $(BUILD)
 	$(PY) -m causadv_lib.data verify
 	touch $@
 
-# notebooks/NAME.py -> $(OUT)/NAME.ipynb, executed by papermill with the profile parameter.
+# notebooks/NAME.py -> $(BUILD)/NAME.ipynb, executed by papermill with the profile (and MODEL, DATASET, NORMALIZE, OUT) parameters.
 # The executed notebook appears only when the run succeeds; a failed run is kept as NAME.failed.ipynb.
-$(OUT)/%.ipynb: notebooks/%.py $(LIB) $(STAMP) | $(OUT)/.data-verified
-	@mkdir -p $(OUT)
-	@date +%s.%N > $(OUT)/$*.started
-	jupytext --quiet --to ipynb --set-kernel python3 --output $(OUT)/$*.src.ipynb $<
-	papermill --no-progress-bar --log-output -k python3 -p profile $(PROFILE) \
-	  $(OUT)/$*.src.ipynb $(OUT)/$*.run.ipynb || { mv $(OUT)/$*.run.ipynb $(OUT)/$*.failed.ipynb 2>/dev/null; rm -f $(OUT)/$*.src.ipynb; exit 1; }
-	rm -f $(OUT)/$*.src.ipynb $(OUT)/$*.failed.ipynb
-	mv $(OUT)/$*.run.ipynb $@
-	@if test -s $(OUT)/$*.started; then \
-	  awk -v s="$$(cat $(OUT)/$*.started)" -v e="$$(date +%s.%N)" 'BEGIN { printf "%.1f\n", e - s }' > $(OUT)/$*.seconds; \
-	  rm -f $(OUT)/$*.started; echo "$*: $$(cat $(OUT)/$*.seconds) s"; fi
+$(BUILD)/%.ipynb: notebooks/%.py $(LIB) $(MODEL_FILE) $(STAMP) | $(BUILD)/.data-verified
+	@mkdir -p $(BUILD)
+	@date +%s.%N > $(BUILD)/$*.started
+	jupytext --quiet --to ipynb --set-kernel python3 --output $(BUILD)/$*.src.ipynb $<
+	papermill --no-progress-bar --log-output -k python3 $(PARAMS) \
+	  $(BUILD)/$*.src.ipynb $(BUILD)/$*.run.ipynb || { mv $(BUILD)/$*.run.ipynb $(BUILD)/$*.failed.ipynb 2>/dev/null; rm -f $(BUILD)/$*.src.ipynb; exit 1; }
+	rm -f $(BUILD)/$*.src.ipynb $(BUILD)/$*.failed.ipynb
+	mv $(BUILD)/$*.run.ipynb $@
+	@if test -s $(BUILD)/$*.started; then \
+	  awk -v s="$$(cat $(BUILD)/$*.started)" -v e="$$(date +%s.%N)" 'BEGIN { printf "%.1f\n", e - s }' > $(BUILD)/$*.seconds; \
+	  rm -f $(BUILD)/$*.started; echo "$*: $$(cat $(BUILD)/$*.seconds) s"; fi
 
 # Stage order: notebooks 03 onwards read the attacks and CI vectors that 02 stores in the cache, so they
 # run after it (order-only: a rerun of 02 alone does not make them stale; a library change does).
-SETUP_NOTEBOOK := $(OUT)/02_experiment_setup.ipynb
-AFTER_SETUP := $(filter-out $(OUT)/00_% $(OUT)/01_% $(SETUP_NOTEBOOK),$(EXECUTED))
+SETUP_NOTEBOOK := $(BUILD)/02_experiment_setup.ipynb
+AFTER_SETUP := $(filter-out $(BUILD)/00_% $(BUILD)/01_% $(SETUP_NOTEBOOK),$(EXECUTED))
 $(AFTER_SETUP): | $(SETUP_NOTEBOOK)
 
 # `make test` executes each smoke notebook once: nbval runs it (every cell must pass) on an empty results cache
@@ -102,7 +121,7 @@ nbval: $(STAMP)
 	CAUSADV_CACHE=$(abspath $(NBVAL_CACHE)) $(PY) -m pytest -q -p no:cacheprovider -p tests.nbval_build --nbval-lax \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-write $(SMOKE_OUT) $(NAMES:%=$(NBVAL_SRC)/%.ipynb)
 	rm -rf $(NBVAL_CACHE) $(NBVAL_SRC)
-	$(call PAGE,$(SMOKE_OUT),smoke)
+	$(call PAGE,$(SMOKE_OUT),smoke,paper_figures/smoke)
 
 data: $(STAMP)
 	$(PY) -m causadv_lib.data fetch

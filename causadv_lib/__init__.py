@@ -6,11 +6,11 @@ tests/test_architecture.py checks it, and that no import circle exists):
   vocabulary  config (paths, seed, profiles), vocab (datasets, attack keys, eps labels, strategy variants),
               paper (the paper's numbers, read from paper_numbers.json), checks (parameter checks), io (atomic
               writes, JSON, plain output names), text (prose numbers, escaping), pixels (the one pixel contract),
-              logprob (exact log-probability)
+              logprob (exact log-probability), cache (results on disk, keyed by their inputs and code)
   data        data/ (manifest, sha256 verification, fetch, images, pools), preprocess, spread
   models      keras_graph (the one adapter to Keras internals: logits, default CI layer), runner (the one fixed-batch
               forward pass), zoo/ (registry, custom models, TFLite rebuild), samples (evaluation lists)
-  CI          ci/ (counterfactual information of every filter of a layer, paper section 3.1), cache
+  CI          ci/ (counterfactual information of every filter of a layer, paper section 3.1)
   method      prototypes (3.2), strategies (the four detection strategies), attacks (ART), defences (ART
               purifiers), heatmaps (causal maps, Grad-CAM), confidence (baselines from the logits), metrics
   experiment  experiment (the shared, cached experiment of notebooks 02 onwards; its groups)

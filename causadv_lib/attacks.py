@@ -57,10 +57,11 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
+from tqdm import TqdmWarning, tqdm
 
-with warnings.catch_warnings():  # ART's certification package warns that PyTorch is absent
-    warnings.filterwarnings("ignore", message="PyTorch not found")
+with warnings.catch_warnings():  # ART warns that PyTorch is absent (certification), and tqdm.auto, which ART
+    warnings.filterwarnings("ignore", message="PyTorch not found")  # imports, that ipywidgets is (in a kernel)
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
     import art
     from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
     from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_tensorflow_v2 import (

@@ -25,6 +25,8 @@ SEED = 20240521
 
 DATA_ENV = "CAUSADV_DATA"
 CACHE_ENV = "CAUSADV_CACHE"
+#: where a run writes its figures, tables and results JSON, if not the default `figures_dir` (`output_dir`)
+OUT_ENV = "CAUSADV_OUT"
 
 
 def default_mirror() -> Path:
@@ -47,8 +49,16 @@ def fetched_dir() -> Path:
 
 
 def figures_dir(profile: str = "paper") -> Path:
-    """Figures, tables and results JSON of a profile (`paper` at the top, others in a subfolder)."""
+    """The default home of a profile's figures, tables and results JSON (`paper` at the top of
+    ``paper_figures/``, others in a subfolder)."""
     return FIGURES_ROOT if profile == "paper" else FIGURES_ROOT / profile
+
+
+def output_dir(profile: str = "paper", out: str | os.PathLike | None = None) -> Path:
+    """Where a run writes: `out` if given (a notebook's ``out`` parameter), else ``$CAUSADV_OUT`` if set, else
+    `figures_dir(profile)`. A relative `out` is taken from the working folder."""
+    chosen = out if out not in (None, "") else os.environ.get(OUT_ENV) or None
+    return figures_dir(profile) if chosen is None else Path(chosen).expanduser().resolve()
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import TqdmWarning
 
-with warnings.catch_warnings():  # ART's certification package warns that PyTorch is absent
-    warnings.filterwarnings("ignore", message="PyTorch not found")
+with warnings.catch_warnings():  # ART warns that PyTorch is absent (certification), and tqdm.auto, which ART
+    warnings.filterwarnings("ignore", message="PyTorch not found")  # imports, that ipywidgets is (in a kernel)
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
     from art.defences import preprocessor
 
 from . import checks, config, runner, zoo

@@ -11,10 +11,10 @@ One `Setup` per dataset names the model, the evaluation and prototype pools and 
 
 What the sets are:
 
-* **clean**: the committed evaluation list of the model (`samples.for_profile`); its images are
-  correctly classified by construction, which is checked again (`CleanSet.correct`, from the CI pass).
-  A model without a committed list (e.g. ``vgg16_imagenet``) uses the default model's list of the same
-  pool, and `correct` then drops the images it gets wrong.
+* **clean**: the committed evaluation list of the model (`samples.for_profile`); a model without one (a zoo
+  model such as ``vgg16_imagenet``, a registered model, a model file) gets its own, chosen by the same rule
+  (`samples.derived`: seeded, correctly classified, spread over classes; cached). Its images are correctly
+  classified by construction, which is checked again (`CleanSet.correct`, from the CI pass).
 * **attacks** run on the correctly classified clean images only, as float pixels in [0, 255] at the
   model's input size (`attacks.generate`, seeded with `config.SEED`); adversarial inputs stay float.
 * **adversarial**: the successful examples (`AdversarialSet.success`: untargeted, the prediction left
@@ -39,6 +39,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -48,7 +49,7 @@ from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
 __all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean",
-           "prototype_set", "adversarial", "run", "clear_memo", "logits", "with_definition", "ModelRun",
+           "prototype_set", "adversarial", "write_sample_list", "run", "clear_memo", "logits", "with_definition", "ModelRun",
            "run_on_model", "TIMINGS", "timing_rows"]
 
 
@@ -57,12 +58,14 @@ class Setup:
     """What one dataset's experiment runs on, at one profile's scale."""
 
     dataset: str                 # "imagenet" | "cifar10"
-    model: str                   # zoo model name
+    model: str                   # the model's name: a zoo or registered name, or a model file's name
     profile: str                 # config profile name
     eval_pool: str
     prototype_pool: str
     eps: tuple[float, ...]       # attack budgets, the paper's first
-    sample_model: str            # whose committed evaluation list is used (= model when it has one)
+    sample_model: str            # whose committed evaluation list is used, or (no committed list) `model`
+    path: str | None = None      # a .keras or .tflite model file (then `model` is its name)
+    normalize: str | None = None  # that file's normalisation (a name of `zoo.NORMALIZATIONS`)
 
     @property
     def paper_eps(self) -> float:
@@ -72,6 +75,17 @@ class Setup:
     def label(self) -> str:
         return f"{DATASET_LABELS[self.dataset]} ({self.model})"
 
+    @property
+    def committed_samples(self) -> bool:
+        """Whether the evaluation sample is a committed list (else it is derived for the model: `samples.derived`)."""
+        return (self.sample_model, self.eval_pool) in samples.PAPER_LISTS
+
+    def zoo_model(self):
+        """The setup's ZooModel (built once per process)."""
+        if self.path is not None:
+            return zoo.resolve(self.path, dataset=self.dataset, normalize=self.normalize)
+        return zoo.get(self.model)
+
     def keys(self, eps: float | None = None) -> tuple[AttackKey, ...]:
         """The attack keys in the paper's table order (targeted FGSM, PGD, BIM; then untargeted), every
         budget in turn (or only `eps`)."""
@@ -79,21 +93,48 @@ class Setup:
         return tuple(AttackKey(a, t, e) for e in budgets for t in (True, False) for a in ATTACKS)
 
 
-def setup_for(dataset: str, profile: str, model: str | None = None) -> Setup:
-    """The `Setup` of `dataset` with `model` (default: `config.EXPERIMENT_MODELS`)."""
+def _named_model(model, dataset: str, normalize: str | None) -> tuple[str, str | None]:
+    """(name, file path or None) of a model given as a zoo or registered name, a ZooModel, or a model file."""
+    if isinstance(model, zoo.ZooModel):
+        if model.name in zoo.names() and zoo.get(model.name) is model:
+            return model.name, None
+        if model.name not in zoo.registered() or zoo.get(model.name) is not model:
+            zoo.register(model.name, model)     # refuses a zoo name, or a name taken by another model
+        return model.name, None
+    if isinstance(model, str) and (model in zoo.names() or model in zoo.registered()):
+        return model, None
+    zm = zoo.resolve(model, dataset=dataset, normalize=normalize)   # a model file, or an error listing the ways
+    return zm.name, str(Path(model).resolve())
+
+
+def setup_for(dataset: str, profile: str, model=None, *, normalize: str | None = None) -> Setup:
+    """The `Setup` of `dataset` with `model` (default: `config.EXPERIMENT_MODELS`): a zoo name, a registered
+    name (`zoo.register`), a ZooModel (registered under its name), or a path to a .keras or .tflite file
+    (with `normalize`, see `zoo.resolve`)."""
     if dataset not in POOLS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(POOLS)}")
     config.get_profile(profile)
     default = config.EXPERIMENT_MODELS[dataset]
-    model = default if model is None else str(model)
+    name, path = _named_model(default if model is None else model, dataset, normalize)
     eval_pool, proto_pool = POOLS[dataset]
-    sample_model = model if (model, eval_pool) in samples.PAPER_LISTS else default
-    return Setup(dataset, model, profile, eval_pool, proto_pool, tuple(config.ATTACK_EPS[dataset]), sample_model)
+    setup = Setup(dataset, name, profile, eval_pool, proto_pool, tuple(config.ATTACK_EPS[dataset]), name, path,
+                  normalize if path is not None else None)
+    if name not in zoo.names() and setup.zoo_model().dataset not in (None, dataset):
+        raise ValueError(f"model {name}: it classifies {setup.zoo_model().dataset} images, not {dataset}")
+    return setup
 
 
-def setups(profile: str, imagenet_model: str | None = None, cifar_model: str | None = None) -> tuple[Setup, ...]:
-    """The ImageNet and CIFAR-10 setups of `profile` (models default to `config.EXPERIMENT_MODELS`)."""
-    return (setup_for("imagenet", profile, imagenet_model), setup_for("cifar10", profile, cifar_model))
+def setups(profile: str, imagenet_model=None, cifar_model=None, *, model=None, dataset: str | None = None,
+           normalize: str | None = None) -> tuple[Setup, ...]:
+    """The setups a notebook runs: ImageNet and CIFAR-10 (models default to `config.EXPERIMENT_MODELS`), or,
+    given `dataset`, that dataset alone, with `model` (any model `setup_for` takes) or its default."""
+    if dataset is None:
+        if model is not None:
+            raise ValueError(f"model {model!r}: say which dataset it classifies (dataset='cifar10' or 'imagenet')")
+        return (setup_for("imagenet", profile, imagenet_model), setup_for("cifar10", profile, cifar_model))
+    if model is None:
+        model = {"imagenet": imagenet_model, "cifar10": cifar_model}.get(dataset)
+    return (setup_for(dataset, profile, model, normalize=normalize),)
 
 
 # ------------------------------------------------------------------------------------------ timing
@@ -258,8 +299,8 @@ class Experiment:
 
 
 def _zoo(setup: Setup):
-    """The setup's model (`zoo.get`: built once per process)."""
-    return zoo.get(setup.model)
+    """The setup's model (built once per process)."""
+    return setup.zoo_model()
 
 
 def _geometry(zm, images) -> np.ndarray:
@@ -285,7 +326,10 @@ def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress
 @functools.cache
 def _clean(setup: Setup) -> CleanSet:
     zm = _zoo(setup)
-    sample = samples.for_profile(setup.sample_model, setup.eval_pool, setup.profile)
+    if setup.committed_samples:
+        sample = samples.for_profile(setup.sample_model, setup.eval_pool, setup.profile)
+    else:
+        sample = samples.derived(zm, setup.eval_pool, setup.profile)
     pool = data.pool(setup.eval_pool)
     idx = pool.index_of(sample.ids)
     with _timed(setup, "load", "clean images"):
@@ -332,6 +376,17 @@ def adversarial(setup: Setup, key: AttackKey, progress: bool | None = None) -> A
         raise ValueError(f"{setup.label}: eps {key.eps_label} is not one of the setup's budgets "
                          f"{[eps_label(e) for e in setup.eps]} (config.ATTACK_EPS)")
     return _adversarial(setup, key, None if progress is None else bool(progress))
+
+
+def write_sample_list(exp: "Experiment", directory) -> Path | None:
+    """Write the evaluation sample of a setup without a committed list (derived for its model) into
+    `directory`, in the committed lists' format (`samples.write_list`), and return its path; None (nothing
+    written) for a committed list, which lives in ``data_manifest/samples/``."""
+    if exp.setup.committed_samples:
+        return None
+    sample = samples.SampleList(exp.setup.model, exp.setup.eval_pool, tuple(exp.clean.ids),
+                                tuple(int(y) for y in exp.clean.labels))
+    return samples.write_list(sample, samples.DERIVED_RULE, directory=directory)
 
 
 def run(setup: Setup, progress: bool = True) -> Experiment:

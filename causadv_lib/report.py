@@ -76,13 +76,13 @@ def _show(png: bytes, name: str) -> None:
 
 
 class Report:
-    """Collects one notebook's results and writes them under `config.figures_dir(profile)`."""
+    """Collects one notebook's results and writes them under `config.output_dir(profile, out_dir)`."""
 
     def __init__(self, notebook: str, profile: str, out_dir: Path | None = None):
         config.get_profile(profile)  # validates the name
         self.notebook = plain_name(notebook, "notebook name")
         self.profile = profile
-        self.out_dir = Path(out_dir) if out_dir is not None else config.figures_dir(profile)
+        self.out_dir = config.output_dir(profile, out_dir)
         self.results: dict[str, Any] = {
             "notebook": notebook,
             "profile": profile,

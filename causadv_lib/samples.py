@@ -11,14 +11,15 @@ ordered by (label, id).
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import config, data
+from . import cache, config, data
 from .io import atomic_write_bytes
-from .zoo import evaluate
+from .zoo import evaluate, name_of
 
 
 @dataclass(frozen=True)
@@ -83,15 +84,16 @@ def subset_indices(n: int, limit: int | None, seed: int = config.SEED) -> np.nda
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def list_path(model: str, pool: str) -> Path:
-    return config.SAMPLES_DIR / f"{model}__{pool}.txt"
+def list_path(model: str, pool: str, directory: Path | None = None) -> Path:
+    """Where the list of (model, pool) is stored: `directory` (default: the committed `config.SAMPLES_DIR`)."""
+    return (config.SAMPLES_DIR if directory is None else Path(directory)) / f"{model}__{pool}.txt"
 
 
-def write_list(samples: SampleList, rule: str, seed: int = config.SEED) -> Path:
-    """Write a sample list in the committed text format."""
+def write_list(samples: SampleList, rule: str, seed: int = config.SEED, directory: Path | None = None) -> Path:
+    """Write a sample list in the committed text format (into `directory`, default the committed folder)."""
     lines = [f"# model: {samples.model}", f"# pool: {samples.pool}", f"# rule: {rule}", f"# seed: {seed}"]
     lines += [f"{i}\t{y}" for i, y in zip(samples.ids, samples.labels)]
-    path = list_path(samples.model, samples.pool)
+    path = list_path(samples.model, samples.pool, directory)
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
 
@@ -111,12 +113,21 @@ def load_list(model: str, pool: str) -> SampleList:
     return SampleList(model, pool, tuple(ids), tuple(labels))
 
 
+#: The scale of each evaluation pool's sample: the `config.Profile` fields (classes, images per class).
+POOL_SCALE = {"imagenet_eval": ("imagenet_classes", "imagenet_per_class"),
+              "cifar10_eval": ("cifar_classes", "cifar_per_class")}
 #: The committed evaluation samples: (model, pool) -> (classes, images per class) at paper scale.
 PAPER_LISTS = {
-    ("mobilenet_v2_imagenet", "imagenet_eval"): ("imagenet_classes", "imagenet_per_class"),
-    ("vgg16_bn_cifar10", "cifar10_eval"): ("cifar_classes", "cifar_per_class"),
-    ("resnet56_cifar10", "cifar10_eval"): ("cifar_classes", "cifar_per_class"),
+    ("mobilenet_v2_imagenet", "imagenet_eval"): POOL_SCALE["imagenet_eval"],
+    ("vgg16_bn_cifar10", "cifar10_eval"): POOL_SCALE["cifar10_eval"],
+    ("resnet56_cifar10", "cifar10_eval"): POOL_SCALE["cifar10_eval"],
 }
+#: how a derived list is chosen (its files' `# rule:` line)
+DERIVED_RULE = "derived: seeded, correctly classified, spread over classes (samples.derived)"
+
+
+class FewClassesWarning(UserWarning):
+    """A derived sample covers fewer classes than the profile asks for (too few correctly classified images)."""
 
 
 def for_profile(model: str, pool: str, profile: str) -> SampleList:
@@ -128,6 +139,43 @@ def for_profile(model: str, pool: str, profile: str) -> SampleList:
         raise ValueError(f"no committed sample list for model {model!r} on pool {pool!r}; "
                          f"known: {sorted(PAPER_LISTS)}") from None
     return load_list(model, pool).subset(getattr(prof, classes_attr), getattr(prof, per_class_attr))
+
+
+def derived(zoo_model, pool: str, profile: str, *, seed: int = config.SEED, progress: bool = False) -> SampleList:
+    """The evaluation sample of a model without a committed list, chosen as the committed lists were.
+
+    From the model's top-1 predictions over the whole pool: `per_class` correctly classified images of each
+    of `n_classes` classes at paper scale (`choose`, seeded), cached on disk by the model's fingerprint;
+    `profile` takes its prefix, as for the committed lists. Where fewer classes have enough correctly
+    classified images, every class that has them is taken, with a `FewClassesWarning` saying how many.
+    """
+    images_pool = data.pool(pool)
+    classes_attr, per_class_attr = POOL_SCALE[images_pool.name]
+    paper, prof = config.get_profile("paper"), config.get_profile(profile)
+    per_class = getattr(paper, per_class_attr)
+
+    def compute():
+        predicted = evaluate.top1(zoo_model, images_pool, progress=progress).predictions
+        correct = images_pool.labels == predicted
+        counts = np.bincount(images_pool.labels[correct], minlength=len(images_pool.class_names))
+        n = min(getattr(paper, classes_attr), int((counts >= per_class).sum()))
+        if n == 0:
+            raise ValueError(f"model {name_of(zoo_model)}: no class of pool {pool} has {per_class} correctly "
+                             f"classified images (top-1 {correct.mean():.1%}); no evaluation sample can be chosen")
+        return {"index": choose(images_pool.labels, predicted, n_classes=n, per_class=per_class, seed=seed)}
+
+    key = [cache.model_fingerprint(zoo_model.model), images_pool.name, list(images_pool.ids),
+           images_pool.labels, seed, getattr(paper, classes_attr), per_class]
+    idx = cache.cached("samples", key, compute, required=("index",), code=(__name__, evaluate, "causadv_lib.runner"))["index"]
+    full = SampleList(name_of(zoo_model), pool, tuple(images_pool.ids[i] for i in idx),
+                      tuple(int(images_pool.labels[i]) for i in idx))
+    n_classes = len(set(full.labels))
+    want = getattr(prof, classes_attr)
+    if n_classes < want:
+        warnings.warn(f"model {full.model}: only {n_classes} classes of pool {pool} have {per_class} correctly "
+                      f"classified images; the {profile} sample uses those {n_classes} of the {want} asked for",
+                      FewClassesWarning, stacklevel=2)
+    return full.subset(min(n_classes, want), getattr(prof, per_class_attr))
 
 
 def derive(model: str, pool: str) -> SampleList:

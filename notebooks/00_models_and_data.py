@@ -20,6 +20,7 @@
 
 # %% tags=["parameters"]
 profile = "paper"
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 
 # %%
 import matplotlib
@@ -33,7 +34,7 @@ from causadv_lib import config, data, plots, report, samples, spread, zoo
 from causadv_lib.zoo import evaluate
 
 P = config.get_profile(profile)
-rep = report.Report("00_models_and_data", profile)
+rep = report.Report("00_models_and_data", profile, out_dir=out)
 print(f"profile={P.name}  data={data.data_dir()}  outputs={rep.out_dir}")
 
 # %% [markdown]

@@ -30,6 +30,7 @@
 
 # %% tags=["parameters"]
 profile = "paper"
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 
 # %%
 import matplotlib
@@ -43,7 +44,7 @@ from IPython.display import Markdown, display
 from causadv_lib import ci, config, data, plots, prototypes, report, samples, spread, zoo
 
 P = config.get_profile(profile)
-rep = report.Report("01_causal_learning", profile)
+rep = report.Report("01_causal_learning", profile, out_dir=out)
 SETUPS = [("mobilenet_v2_imagenet", "imagenet_eval", "imagenet_prototypes"),
           ("vgg16_bn_cifar10", "cifar10_eval", "cifar10_prototypes")]
 

@@ -39,6 +39,10 @@
 profile = "paper"
 imagenet_model = "mobilenet_v2_imagenet"
 cifar_model = "vgg16_bn_cifar10"
+model = None       # your model instead: a zoo or registered name, or a .keras/.tflite file (README, "Bring your own model")
+dataset = None     # the dataset it classifies (cifar10 | imagenet); only that dataset runs
+normalize = None   # a model file's input normalisation: [0,1] | [-1,1] | imagenet-caffe | imagenet-torch
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 
 # %%
 import matplotlib
@@ -48,13 +52,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import attacks, config, data, experiment, plots, report, spread, zoo
+from causadv_lib import attacks, config, data, experiment, plots, report, spread
 from causadv_lib.analysis import tables
 from causadv_lib.vocab import ATTACK_LABELS, DATASET_LABELS, eps_label
 
 P = config.get_profile(profile)
-rep = report.Report("02_experiment_setup", profile)
-SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
+rep = report.Report("02_experiment_setup", profile, out_dir=out)
+SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model, model=model,
+                          dataset=dataset, normalize=normalize)
 print(f"profile={profile}  outputs={rep.out_dir}")
 for s in SETUPS:
     print(f"{s.label}: eval pool {s.eval_pool}, prototypes from {s.prototype_pool}, "
@@ -76,10 +81,11 @@ EXP = {s.dataset: experiment.run(s) for s in SETUPS}
 setup_rows = []
 for d, exp in EXP.items():
     s, cs, protos = exp.setup, exp.clean, exp.prototypes
-    zm = zoo.get(s.model)
+    zm = s.zoo_model()
+    derived = experiment.write_sample_list(exp, rep.out_dir)      # None for a committed list
     searched = len(spread.spread(len(data.pool(s.prototype_pool)), P.prototype_pool_limit))
     setup_rows.append({"dataset": DATASET_LABELS[d], "model": s.model, "CI layer": zm.ci_layer,
-                       "filters": int(cs.ci_result.ci.shape[1]), "CI path": cs.ci_result.path, "sample list": s.sample_model,
+                       "filters": int(cs.ci_result.ci.shape[1]), "CI path": cs.ci_result.path, "sample list": s.sample_model if derived is None else f"{derived.name} (derived)",
                        "images": cs.n, "classes": len(set(cs.labels.tolist())), "correct": cs.n_correct,
                        "prototype pool": s.prototype_pool, "pool images searched": searched,
                        "classes with a prototype": len(protos.classes),

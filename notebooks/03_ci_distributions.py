@@ -27,6 +27,10 @@
 profile = "paper"
 imagenet_model = "mobilenet_v2_imagenet"
 cifar_model = "vgg16_bn_cifar10"
+model = None       # your model instead: a zoo or registered name, or a .keras/.tflite file (README, "Bring your own model")
+dataset = None     # the dataset it classifies (cifar10 | imagenet); only that dataset runs
+normalize = None   # a model file's input normalisation: [0,1] | [-1,1] | imagenet-caffe | imagenet-torch
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 
 # %%
 import matplotlib
@@ -40,8 +44,9 @@ from causadv_lib import data, experiment, plots, report
 from causadv_lib.analysis import tables
 from causadv_lib.vocab import eps_label
 
-rep = report.Report("03_ci_distributions", profile)
-SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
+rep = report.Report("03_ci_distributions", profile, out_dir=out)
+SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model, model=model,
+                          dataset=dataset, normalize=normalize)
 EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
 ROWS_SHOWN = 3 if profile == "paper" else 2
 

@@ -41,21 +41,25 @@
 profile = "paper"
 imagenet_model = "mobilenet_v2_imagenet"
 cifar_model = "vgg16_bn_cifar10"
+model = None       # your model instead: a zoo or registered name, or a .keras/.tflite file (README, "Bring your own model")
+dataset = None     # the dataset it classifies (cifar10 | imagenet); only that dataset runs
+normalize = None   # a model file's input normalisation: [0,1] | [-1,1] | imagenet-caffe | imagenet-torch
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 
 # %%
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import experiment, heatmaps, paper, plots, report, zoo
+from causadv_lib import experiment, paper, plots, report
 from causadv_lib.analysis import tables
 from causadv_lib.vocab import ROC_VARIANTS, S4_3_10, SCORE_NAMES, eps_label
 
-rep = report.Report("04_detection_strategies", profile)
-SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
+rep = report.Report("04_detection_strategies", profile, out_dir=out)
+SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model, model=model,
+                          dataset=dataset, normalize=normalize)
 EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
 TABLES = tables.paper_tables(EXP.values())
 COUNTS = {(d, eps): tables.strategy_results(exp, eps) for d, exp in EXP.items() for eps in exp.setup.eps}
@@ -152,11 +156,7 @@ display(Markdown("\n".join(tables.paper_comparison_lines(COUNTS))))
 # Known reasons, with the numbers of this run:
 
 # %%
-cs_c = EXP["cifar10"].clean
-acts = heatmaps.activations(zoo.get(EXP["cifar10"].setup.model), cs_c.pixels[cs_c.correct])
-dead = np.abs(acts).max(axis=(1, 2)) == 0                      # (n, K): channel all zero for that image
-reasons = tables.difference_reasons(EXP["imagenet"], EXP["cifar10"],
-                                    COUNTS[("cifar10", EXP["cifar10"].setup.paper_eps)], dead)
+reasons = tables.reasons_for(EXP, COUNTS)
 display(Markdown("\n".join(reasons)))
 
 # %% [markdown]

@@ -35,6 +35,10 @@
 profile = "paper"
 imagenet_model = "mobilenet_v2_imagenet"
 cifar_model = "vgg16_bn_cifar10"
+model = None       # your model instead: a zoo or registered name, or a .keras/.tflite file (README, "Bring your own model")
+dataset = None     # the dataset it classifies (cifar10 | imagenet); only that dataset runs
+normalize = None   # a model file's input normalisation: [0,1] | [-1,1] | imagenet-caffe | imagenet-torch
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 n_examples = 3
 
 # %%
@@ -45,15 +49,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from causadv_lib import experiment, heatmaps, plots, report, zoo
+from causadv_lib import experiment, heatmaps, plots, report
 from causadv_lib.analysis import heatmaps as heat_eval
 from causadv_lib.analysis import tables
 from causadv_lib.vocab import DATASET_LABELS, S2_RHO, eps_label
 
-rep = report.Report("06_causal_explanations", profile)
-SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
+rep = report.Report("06_causal_explanations", profile, out_dir=out)
+SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model, model=model,
+                          dataset=dataset, normalize=normalize)
 EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
-ZM = {d: zoo.get(exp.setup.model) for d, exp in EXP.items()}
+ZM = {d: exp.setup.zoo_model() for d, exp in EXP.items()}
 for d, exp in EXP.items():
     zm = ZM[d]
     h, w, k = heatmaps.layer_shape(zm)

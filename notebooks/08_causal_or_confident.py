@@ -38,6 +38,10 @@
 profile = "paper"
 imagenet_model = "mobilenet_v2_imagenet"
 cifar_model = "vgg16_bn_cifar10"
+model = None       # your model instead: a zoo or registered name, or a .keras/.tflite file (README, "Bring your own model")
+dataset = None     # the dataset it classifies (cifar10 | imagenet); only that dataset runs
+normalize = None   # a model file's input normalisation: [0,1] | [-1,1] | imagenet-caffe | imagenet-torch
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 
 # %%
 import matplotlib
@@ -50,12 +54,13 @@ from causadv_lib import config, experiment, plots, report
 from causadv_lib.analysis import confidence
 from causadv_lib.vocab import CLEAN, DATASET_LABELS, eps_label
 
-rep = report.Report("08_causal_or_confident", profile)
+rep = report.Report("08_causal_or_confident", profile, out_dir=out)
 DEFINITIONS = ("probability", "log_probability", "logit")      # "authors" is the paper's CI with a bug: left out
 N_BINS = 4              # quantile bins of confidence
 N_SPLITS = 5            # stratified folds, a clean image and its adversarial examples in the same fold
 N_BOOT = 1000           # bootstrap resamples of the source images
-SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model)
+SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model, model=model,
+                          dataset=dataset, normalize=normalize)
 BASE = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
 EXP = {(d, defn): experiment.with_definition(exp, defn) for d, exp in BASE.items() for defn in DEFINITIONS}
 SETTINGS = [(s.dataset, eps) for s in SETUPS for eps in s.eps]

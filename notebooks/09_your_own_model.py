@@ -35,6 +35,7 @@
 # %% tags=["parameters"]
 profile = "paper"
 model = "mobilenet_v1_imagenet"
+out = None         # output folder (default: $CAUSADV_OUT, else paper_figures/[profile])
 
 # %%
 import time
@@ -51,7 +52,7 @@ from causadv_lib import config, data, experiment, plots, preprocess, prototypes,
 from causadv_lib.analysis import tables
 
 P = config.get_profile(profile)
-rep = report.Report("09_your_own_model", profile)
+rep = report.Report("09_your_own_model", profile, out_dir=out)
 #: the scale of each profile: images evaluated and attacked, prototype pool searched, head training images
 SCALE = {"smoke": {"eval": 8, "proto_limit": 100, "train": 500, "epochs": 20, "cifar_eval": 40},
          "paper": {"eval": 100, "proto_limit": None, "train": 5000, "epochs": 40, "cifar_eval": 500}}[profile]

@@ -20,10 +20,10 @@ def _all_modules():
 
 MODULES = _all_modules()
 LAYERS = [
-    {"config", "checks", "io", "text", "vocab", "paper", "logprob", "pixels"},
+    {"config", "checks", "io", "text", "vocab", "paper", "logprob", "pixels", "cache"},
     {"data", "preprocess", "spread"},
     {"keras_graph", "zoo", "runner", "samples"},
-    {"ci", "cache"},
+    {"ci"},
     {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps"},
     {"experiment"},
     {"analysis"},

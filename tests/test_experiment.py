@@ -42,10 +42,15 @@ def test_setups_default_models_budgets_and_table_order():
     assert len(cifar.keys()) == 12 and [k.eps for k in cifar.keys()][::6] == [24 / 255, 8 / 255]
 
 
-def test_setup_other_models_and_sample_list_fallback():
+def test_setup_other_models_and_their_samples():
+    """A model with a committed list uses it; one without (vgg16_imagenet) has its own derived sample."""
     imagenet, cifar = experiment.setups("paper", imagenet_model="vgg16_imagenet", cifar_model="resnet56_cifar10")
-    assert imagenet.model == "vgg16_imagenet" and imagenet.sample_model == "mobilenet_v2_imagenet"
-    assert cifar.model == cifar.sample_model == "resnet56_cifar10"
+    assert imagenet.model == imagenet.sample_model == "vgg16_imagenet" and not imagenet.committed_samples
+    assert cifar.model == cifar.sample_model == "resnet56_cifar10" and cifar.committed_samples
+    only = experiment.setups("smoke", dataset="cifar10", model="resnet20_cifar10")
+    assert [(s.dataset, s.model, s.committed_samples) for s in only] == [("cifar10", "resnet20_cifar10", False)]
+    with pytest.raises(ValueError, match="say which dataset"):
+        experiment.setups("smoke", model="resnet20_cifar10")
     with pytest.raises(ValueError, match="unknown dataset"):
         experiment.setup_for("mnist", "smoke")
     with pytest.raises(ValueError, match="unknown profile"):

@@ -45,7 +45,9 @@ def test_readme_first_screen_links_the_claims_at_a_glance():
     for target in ("paper_figures/reproduction.md", "paper_figures/smoke/reproduction.md"):
         assert f"]({target})" in first_screen, target
     assert 'fig_dir / "reproduction.md"' in (ROOT / "causadv_lib" / "webpage.py").read_text()
-    assert "causadv_lib.webpage --profile $(PROFILE)" in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "paper: $(EXECUTED)\n\t$(call PAGE,$(BUILD),$(PROFILE),$(FIGURES))" in makefile
+    assert "$(PY) -m causadv_lib.webpage --profile $(2) --build-dir $(1) --figures-dir $(3)" in makefile
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9]*.py")), ids=lambda p: p.name)

@@ -56,7 +56,7 @@ def evaluate(exp, eps: float | None = None, purifiers=PAPER_PURIFIERS, *, zm=Non
     class. Noise is indexed by the clean-set index, so an image and its adversarial examples share it.
     """
     eps = exp.setup.paper_eps if eps is None else float(eps)
-    zm = zoo.get(exp.setup.model) if zm is None else zm
+    zm = exp.setup.zoo_model() if zm is None else zm
     names = tuple(get(p).name for p in purifiers)
     res = DefenceResult(exp.setup, eps, names)
     groups = [(g.id, g.pixels, g.labels, g.source) for g in exp.groups(eps)]

@@ -20,7 +20,7 @@ def consistency_scores(exp, eps: float | None = None, *, zm=None, measures=MEASU
     its own CI vector and predicted class from the experiment (NaN: no prototype of the class).
     """
     eps = exp.setup.paper_eps if eps is None else float(eps)
-    zm = zoo.get(exp.setup.model) if zm is None else zm
+    zm = exp.setup.zoo_model() if zm is None else zm
     groups = [(g.id, g.pixels, g.ci, g.predicted) for g in exp.groups(eps)]
     out = {}
     for g, x, ci_, pred in groups:
@@ -89,7 +89,7 @@ def figure_panels(exp, chosen, *, zm=None, eps: float | None = None, colors=("#1
     Returns (panels, row_labels, records): records holds, per drawn sample, its clean index, attack label (or
     "clean"), predicted class and the cosine consistency shown in the corner of its causal panel.
     """
-    zm = zoo.get(exp.setup.model) if zm is None else zm
+    zm = exp.setup.zoo_model() if zm is None else zm
     cs = exp.clean
     eps = exp.setup.paper_eps if eps is None else float(eps)
     keys = exp.setup.keys(eps)

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .. import metrics, paper, strategies
+from .. import config, heatmaps, metrics, paper, strategies
 from ..vocab import (CLEAN, DATASET_LABELS, MAX_CI, ROC_VARIANTS, S1_VARIANTS, S2_RHO, S2_TOP5, S3_5, S3_10,
                      S3_VARIANTS, S4_3_10, S4_10_30, S4_VARIANTS, SCORE_NAMES, eps_label, group_label)
 
@@ -178,6 +178,24 @@ def paper_comparison_lines(results_by: dict) -> list[str]:
                      + (f" Attacks passing at least as often as clean samples: {', '.join(above)}." if above else
                         " Every attack passes less often than the clean set, as in the paper."))
     return lines
+
+
+def reasons_for(experiments: dict, counts: dict) -> list[str]:
+    """Notebook 04's reasons why our counts differ from the paper's (`difference_reasons`), for the paper's own
+    two setups (`config.EXPERIMENT_MODELS` on ImageNet and CIFAR-10). `experiments`: dataset -> Experiment;
+    `counts`: (dataset, eps) -> `strategy_results`. Any other run (one dataset, another model) gets one line
+    saying so: those reasons are about the paper's models."""
+    ran = {d: e.setup.model for d, e in experiments.items()}
+    if ran != config.EXPERIMENT_MODELS:
+        names = ", ".join(f"{e.setup.label}" for e in experiments.values())
+        return [f"* The reasons worked out here concern the paper's two setups "
+                f"({', '.join(f'{m} on {DATASET_LABELS[d]}' for d, m in config.EXPERIMENT_MODELS.items())}); "
+                f"this run has {names}. Compare its rows above with the paper's columns directly."]
+    imagenet, cifar = experiments["imagenet"], experiments["cifar10"]
+    cs_c = cifar.clean
+    acts = heatmaps.activations(cifar.setup.zoo_model(), cs_c.pixels[cs_c.correct])
+    dead = np.abs(acts).max(axis=(1, 2)) == 0                      # (n, K): channel all zero for that image
+    return difference_reasons(imagenet, cifar, counts[("cifar10", cifar.setup.paper_eps)], dead)
 
 
 def difference_reasons(imagenet, cifar, cifar_results: dict, dead: np.ndarray) -> list[str]:
