@@ -49,7 +49,7 @@ from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
 __all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean",
-           "prototype_set", "adversarial", "write_sample_list", "run", "clear_memo", "logits", "with_definition", "ModelRun",
+           "prototype_set", "adversarial", "write_sample_list", "paper_command", "run", "clear_memo", "logits", "with_definition", "ModelRun",
            "run_on_model", "TIMINGS", "timing_rows"]
 
 
@@ -387,6 +387,20 @@ def write_sample_list(exp: "Experiment", directory) -> Path | None:
     sample = samples.SampleList(exp.setup.model, exp.setup.eval_pool, tuple(exp.clean.ids),
                                 tuple(int(y) for y in exp.clean.labels))
     return samples.write_list(sample, samples.DERIVED_RULE, directory=directory)
+
+
+def paper_command(model: str, dataset: str, *, normalize: str | None = None, out: str | None = None,
+                  profile: str = "paper") -> str:
+    """The command that runs every experiment notebook on `model` (a zoo name or a model file; see the
+    README, "Bring your own model"), into `out` (default: ``runs/NAME[/PROFILE]``, as the Makefile chooses)."""
+    if dataset not in POOLS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(POOLS)}")
+    config.get_profile(profile)
+    name = Path(str(model)).stem if str(model).endswith((".keras", ".tflite")) else str(model)
+    out = out or f"runs/{name}" + ("" if profile == "paper" else f"/{profile}")
+    parts = ["make paper"] + ([] if profile == "paper" else [f"PROFILE={profile}"])
+    parts += [f"MODEL={model}", f"DATASET={dataset}"] + ([f"NORMALIZE={normalize}"] if normalize else [])
+    return " ".join(parts + [f"OUT={out}"])
 
 
 def run(setup: Setup, progress: bool = True) -> Experiment:

@@ -30,7 +30,8 @@
 # This notebook regenerates, per part (`a`, `b`): **Table 9a/9b** (`table09_setup_*`: model, CI layer,
 # images, accuracy, prototypes, attack success), **Table 9c/9d** (`table09_detection_*`: the strategies' counts
 # on clean and adversarial images, and the ROC-AUC of each strategy's score per attack) and **Figure 9a/9b** (`fig09_ci_*`: the CI vectors of one
-# clean image, its PGD version and its class prototype).
+# clean image, its PGD version and its class prototype). It ends with the command that runs the whole paper on
+# part A's model (`make paper MODEL=... DATASET=... OUT=...`).
 
 # %% tags=["parameters"]
 profile = "paper"
@@ -188,6 +189,19 @@ display(Markdown("**Measured in this run.**\n\n" + "\n".join(lines) + "\n\n" + (
     if profile == "smoke" else "") + "Part B's model has random features: its numbers show that the pipeline "
     "runs on a model of your own, not what CausAdv achieves on a trained one."))
 print(f"wall time {time.perf_counter() - T0:.1f} s")
+
+# %% [markdown]
+# ## The whole paper on your model
+#
+# Every experiment notebook (02 onwards: Tables 1-4, Figures 2-4, the ROC tables, the defences, the heatmaps and
+# the confidence baselines, with the paper's numbers beside yours) runs on a model you name: a zoo name, a
+# `.keras` or `.tflite` file (with its dataset and normalisation), into a folder of its own. For part A's model:
+
+# %%
+command = experiment.paper_command(model, dataset_a, profile=profile)
+rep.record("paper_command", command)
+display(Markdown(f"```bash\n{command}\n```\n\nA model file of yours: "
+                 f"`{experiment.paper_command('path/to/my_cnn.keras', 'cifar10', normalize='[0,1]')}`"))
 
 # %%
 print(f"results: {rep.save()}")

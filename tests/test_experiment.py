@@ -231,3 +231,12 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch):
         assert tables.strategy_results(experiment.run(setup, progress=False))
     finally:
         experiment.clear_memo()
+
+
+def test_paper_command_names_the_model_the_dataset_and_a_folder_of_its_own():
+    assert experiment.paper_command("resnet20_cifar10", "cifar10") == \
+        "make paper MODEL=resnet20_cifar10 DATASET=cifar10 OUT=runs/resnet20_cifar10"
+    assert experiment.paper_command("m/my_cnn.keras", "cifar10", normalize="[0,1]", profile="smoke") == \
+        "make paper PROFILE=smoke MODEL=m/my_cnn.keras DATASET=cifar10 NORMALIZE=[0,1] OUT=runs/my_cnn/smoke"
+    with pytest.raises(ValueError, match="unknown dataset"):
+        experiment.paper_command("x", "mnist")

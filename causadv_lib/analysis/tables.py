@@ -356,6 +356,10 @@ def roc_summary(roc_rows: list[dict], setup) -> tuple[list[dict], list[str]]:
 def roc_extremes(roc_rows: list[dict]) -> tuple[dict, str]:
     """({best, worst, auc_below_half, rated}, the sentence notebook 04 prints about them)."""
     have = [r for r in roc_rows if r["auc"] is not None]
+    if not have:
+        return ({"best": None, "worst": None, "auc_below_half": 0, "rated": 0},
+                "No strategy/attack pair could be rated: no attack has both clean and successful adversarial "
+                "samples with scores in this run.")
     best, worst = max(have, key=lambda r: r["auc"]), min(have, key=lambda r: r["auc"])
     below = sum(1 for r in have if r["auc"] < 0.5)
     text = (f"Highest AUC: {best['auc']:.2f} ({best['score']}, {best['attack']}, {best['dataset']} eps {best['eps']}); "
