@@ -246,3 +246,21 @@ def test_default_scores_follow_the_dataset_and_the_model():
     assert detector.default_scores("imagenet", 1000, 1280) == ("s1", "s2_rank", "s3", "s4")
     assert detector.default_scores(None, 10, 8) == ("s1", "s2_rho", "s2_rank", "s3")
     assert detector.default_scores(None, 5, 64) == ("s1", "s2_rho", "s3", "s4")
+
+
+def test_one_sided_tails_and_conservative_ties(tiny):
+    """tails="paper": the combined score is the largest one-sided tail (`metrics.clean_cdf`) in the paper's
+    directions; ties="conservative": no tie is flagged, so no flag's rate exceeds fpr by more than the noise."""
+    zm, x, y, fit, test = tiny
+    det = CausAdvDetector(zm, fpr=0.05, holdout=0.8, tails="paper", ties="conservative")
+    det.fit(x[fit], y[fit])
+    assert all(q == 0.0 for _, q in det.thresholds.values())
+    report, _ = det.detect(x[test])
+    tails = np.stack([report[f"{k}_tail"] for k in det.scores], axis=1)
+    np.testing.assert_array_equal(report["combined_score"], tails.max(axis=1))
+    correct = report["predicted"] == y[test]
+    for k in FLAGS:
+        f, s = report[f"{k}_flag"], report[f"{k}_score"]
+        t, _ = det.thresholds[k]
+        np.testing.assert_array_equal(f, s > t)
+        assert f[correct].mean() <= 0.05 + 0.02, k
