@@ -8,7 +8,7 @@ of `detection_row` say how many remained. Infinite scores are always refused.
 
 Empty inputs: a scalar metric with no clean or no adversarial score left is NaN, meaning "undefined:
 nothing to compare" (`detection_row` shows which side is empty through ``n_clean`` / ``n_adv``);
-`roc_curve` and `clean_tail_score`, which have nothing to return then, raise ValueError.
+`roc_curve`, `clean_cdf` and `clean_tail_score`, which have nothing to return then, raise ValueError.
 """
 from __future__ import annotations
 
@@ -119,23 +119,35 @@ def attack_success_rate(success) -> float:
     return float(arr.astype(bool).mean())
 
 
-def clean_tail_score(clean_scores, scores) -> np.ndarray:
-    """How far into either tail of the clean score distribution each of `scores` lies, in [0, 1).
+def clean_cdf(clean_scores, scores) -> np.ndarray:
+    """The mid-rank empirical CDF of the clean scores at each of `scores`, inside (0, 1).
 
-    With the mid-rank empirical CDF of the clean scores, F(x) = (#(clean < x) + #(clean == x) / 2 + 1/2)
-    / (n + 1), which stays inside (0, 1), the result is 1 - 2 min(F, 1 - F): one minus the two-sided
-    empirical tail probability. 0 at the clean median, close to 1 beyond every clean score in either
-    direction. Direction and scale come from the clean scores only. NaN scores give NaN.
+    F(x) = (#(clean < x) + #(clean == x) / 2 + 1/2) / (n + 1): close to 1 beyond every clean score on the
+    large (suspicious) side, close to 0 beyond them on the other, 1/2 at the clean median; ties count half.
+    One minus it is a one-sided tail probability in the score's direction. NaN scores give NaN.
     """
     clean = np.sort(_scores(clean_scores, "clean_scores", "raise"))
     if clean.size == 0:
-        raise ValueError("clean_scores: empty; the clean distribution defines the two tails")
+        raise ValueError("clean_scores: empty; the clean distribution defines the tails")
     x = np.asarray(scores, dtype=np.float64)
     below = np.searchsorted(clean, x, side="left")
     not_above = np.searchsorted(clean, x, side="right")
     cdf = (below + 0.5 * (not_above - below) + 0.5) / (clean.size + 1)
-    out = 1.0 - 2.0 * np.minimum(cdf, 1.0 - cdf)
-    return np.where(np.isnan(x), np.nan, out)
+    return np.where(np.isnan(x), np.nan, cdf)
+
+
+def clean_tail_score(clean_scores, scores) -> np.ndarray:
+    """How far into either tail of the clean score distribution each of `scores` lies, in [0, 1).
+
+    With the mid-rank empirical CDF of the clean scores (`clean_cdf`), F(x) = (#(clean < x) + #(clean == x)
+    / 2 + 1/2) / (n + 1), which stays inside (0, 1), the result is 1 - 2 min(F, 1 - F): one minus the
+    two-sided empirical tail probability. 0 at the clean median, close to 1 beyond every clean score in
+    either direction. Direction and scale come from the clean scores only. NaN scores give NaN.
+    """
+    if np.asarray(clean_scores).size == 0:
+        raise ValueError("clean_scores: empty; the clean distribution defines the two tails")
+    cdf = clean_cdf(clean_scores, scores)
+    return 1.0 - 2.0 * np.minimum(cdf, 1.0 - cdf)
 
 
 def bootstrap_interval(clean_scores, adv_scores, metric=roc_auc, n_boot: int = 1000, alpha: float = 0.05,

@@ -24,7 +24,7 @@ LAYERS = [
     {"data", "preprocess", "spread"},
     {"keras_graph", "zoo", "runner", "samples"},
     {"ci"},
-    {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps"},
+    {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps", "detector"},
     {"experiment"},
     {"analysis"},
     {"plots", "report", "webpage"},

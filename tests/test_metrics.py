@@ -141,6 +141,18 @@ def test_two_sided_score():
         mt.clean_tail_score([], [1.0])
 
 
+def test_clean_cdf_is_the_mid_rank_cdf_and_the_two_sided_score_folds_it():
+    clean = np.array([1.0, 2.0, 2.0, 3.0])
+    F = mt.clean_cdf(clean, [0.0, 2.0, 9.0, np.nan])
+    np.testing.assert_allclose(F[:3], [0.5 / 5, (1 + 1 + 0.5) / 5, 4.5 / 5])   # ties count half
+    assert np.isnan(F[3])
+    x = np.array([-3.0, 1.5, 2.0, 7.0])
+    np.testing.assert_allclose(mt.clean_tail_score(clean, x),
+                               1 - 2 * np.minimum(mt.clean_cdf(clean, x), 1 - mt.clean_cdf(clean, x)))
+    with pytest.raises(ValueError, match="clean_scores: empty"):
+        mt.clean_cdf([], [1.0])
+
+
 def test_bootstrap_ci_brackets_the_estimate():
     rng = np.random.default_rng(3)
     c, a = rng.normal(size=60), rng.normal(1, 1, 60)
