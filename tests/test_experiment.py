@@ -201,6 +201,7 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "pool", lambda name: pool)
     monkeypatch.setattr(samples, "for_profile", lambda model, pool_name, profile: samples.SampleList(
         model, pool_name, ids[:6], tuple(int(y) for y in labels[:6])))
+    monkeypatch.setitem(samples.PAPER_LISTS, ("tiny", "tiny_pool"), samples.POOL_SCALE["cifar10_eval"])  # "committed"
     monkeypatch.setattr(experiment, "_zoo", lambda setup: zm)
     setup = experiment.Setup("cifar10", "tiny", "smoke", "tiny_pool", "tiny_pool", (24 / 255,), "tiny")
     experiment.clear_memo()

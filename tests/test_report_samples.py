@@ -95,3 +95,41 @@ def test_committed_lists_match_their_pools(model, pool):
 @pytest.mark.parametrize("model,pool", sorted(samples.PAPER_LISTS), ids=lambda v: str(v))
 def test_committed_lists_are_rederived_identically(model, pool):
     assert samples.derive(model, pool) == samples.load_list(model, pool)
+
+
+def test_derived_sample_is_seeded_correct_spread_cached_and_warns_on_few_classes(tmp_path, monkeypatch):
+    """A model without a committed list: its sample holds correctly classified images only, one class after
+    another; only the classes with the paper scale's images per class (10 on CIFAR-10) are taken, with a
+    FewClassesWarning; the choice is cached by the model's fingerprint (the second call predicts nothing)."""
+    import keras
+
+    from causadv_lib import data, zoo
+    from causadv_lib.zoo import evaluate
+
+    monkeypatch.setenv(config.CACHE_ENV, str(tmp_path))
+    inp = keras.Input((32, 32, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    out = keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
+    zm = zoo.custom(keras.Model(inp, out), lambda x: np.asarray(x, np.float32) / 255, name="tinyderived",
+                    dataset="cifar10")
+    labels = np.repeat(np.arange(10), 12)                    # 12 images per class
+    predicted = labels.copy()
+    predicted[labels >= 3] = (labels[labels >= 3] + 1) % 10  # classes 3-9: wrong on every image ...
+    predicted[[36, 48]] = [3, 4]                              # ... but one image each of classes 3 and 4
+    ids = tuple(f"img{i:03d}" for i in range(len(labels)))
+    pool = data.ImagePool("cifar10_eval", ids, labels, data.CIFAR10_CLASSES, lambda idx: None)
+    monkeypatch.setattr(data, "pool", lambda name: pool)
+    calls = []
+    monkeypatch.setattr(evaluate, "top1", lambda model, p, progress=False: calls.append(1) or
+                        type("Top1", (), {"predictions": predicted})())
+    with pytest.warns(samples.FewClassesWarning, match="only 3 classes"):
+        first = samples.derived(zm, "cifar10_eval", "smoke")
+    assert first.model == "tinyderived" and first.labels == (0, 1, 2)     # smoke: one image per class
+    idx = [ids.index(i) for i in first.ids]
+    assert all(predicted[i] == labels[i] for i in idx)
+    with pytest.warns(samples.FewClassesWarning):
+        again = samples.derived(zm, "cifar10_eval", "smoke")
+    assert again == first and len(calls) == 1
+    predicted[:] = (labels + 1) % 10                         # a model that is always wrong
+    with pytest.raises(ValueError, match="no class of pool cifar10_eval"):
+        samples.derived(zm, "cifar10_eval", "smoke", seed=2)   # another seed: another cache entry
