@@ -27,7 +27,7 @@ LAYERS = [
     {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps", "detector"},
     {"experiment"},
     {"analysis"},
-    {"plots", "report", "webpage"},
+    {"plots", "report", "webpage", "cli"},
 ]
 
 
