@@ -17,6 +17,6 @@ tests/test_architecture.py checks it, and that no import circle exists):
   experiment  experiment (the shared, cached experiment of notebooks 02 onwards; its groups)
   analysis    analysis/ (tables, confidence, defences, heatmaps, reproduction: rows, pivots, verdicts, sentences)
   report      plots, report (results JSON, tables, figures of a notebook run), webpage (the page and
-              reproduction.md)
+              reproduction.md), cli/ (the ``causadv`` command line: inspect, detect)
 """
 __version__ = "0.1.0"

@@ -95,6 +95,8 @@ ATTACK_EPS: dict[str, tuple[float, ...]] = {
 }
 #: The default model of each dataset in the experiments (notebooks 02+ take them as papermill parameters).
 EXPERIMENT_MODELS: dict[str, str] = {"imagenet": "mobilenet_v2_imagenet", "cifar10": "vgg16_bn_cifar10"}
+#: the ``causadv`` command line's detector: clean images it is fitted on by default (``--fit-images``), per dataset
+CLI_FIT_IMAGES: dict[str, int] = {"cifar10": 1000, "imagenet": 2300}
 
 
 def get_profile(name: str) -> Profile:

@@ -77,7 +77,7 @@ def test_inspect_fits_the_detector_once_then_loads_it_from_the_cache(env, capsys
     first = [str(f) for f in _images(folder)[:2]]
     assert cli.main(["inspect", *first, *args]) == 0
     out1, err1 = capsys.readouterr()
-    assert "fitting the detector on 500 clean cifar10_prototypes images" in err1 and "saved to" in err1
+    assert "fitting the detector on 500 clean cifar10_eval images" in err1 and "saved to" in err1
     saved = sorted(p.suffix for p in (cache_dir / "detector").iterdir())
     assert saved == [".json", ".npz"]
 

@@ -9,9 +9,9 @@ writes the causal heatmap as ``IMAGE_STEM.causadv.png`` beside the image (or in 
 it first attacks the image (untargeted, against the model's own prediction) and inspects the adversarial
 version too. `detect` writes one CSV row of verdicts per image of a folder (`commands.CSV_COLUMNS`).
 
-The detector (`detector.CausAdvDetector`) is fitted on clean images of the model's dataset (`commands.fit_set`:
-CIFAR-10: an even spread of ``--fit-images`` training images, by default 1000; ImageNet: an even spread of the
-sample and val1300 images, by default all 2300) and kept in the cache, keyed by the model, the settings, the
+The detector (`detector.CausAdvDetector`) is fitted on clean images of the model's dataset that it was not trained
+on (`commands.fit_set`: CIFAR-10, an even spread of ``--fit-images`` test images, by default 1000; ImageNet, an
+even spread of the sample and val1300 images, by default all 2300) and kept in the cache, keyed by the model, the settings, the
 images and the code, so that the next call loads it. Bad input (a missing file, a non-image, an unknown model,
 attack or option) is one line on stderr, ``causadv: error: ...``, and exit status 2; nothing is written then.
 ``CAUSADV_DEBUG=1`` shows the traceback instead.
@@ -30,7 +30,7 @@ from ..preprocess import NORMALIZATIONS
 
 PROG = "causadv"
 #: ``--fit-images`` when not given, per dataset (`commands.fit_set`)
-FIT_IMAGES = {"cifar10": 1000, "imagenet": 2300}
+FIT_IMAGES = config.CLI_FIT_IMAGES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,8 +92,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="a model file's input convention (float pixels in [0, 255] -> model inputs): "
                         f"{', '.join(NORMALIZATIONS)} (required with a model file)")
     g.add_argument("--fit-images", type=_positive_int, default=None, metavar="N",
-                   help="clean images the detector is fitted on, an even spread of the dataset's fit images "
-                        f"(default {FIT_IMAGES['cifar10']} on CIFAR-10, all {FIT_IMAGES['imagenet']} on ImageNet); "
+                   help="clean images the detector is fitted on, an even spread of the dataset's held-out images "
+                        f"(CIFAR-10: the test set, default {FIT_IMAGES['cifar10']}; ImageNet: the sample and val1300 "
+                        f"images, default all {FIT_IMAGES['imagenet']}); "
                         "half give the prototypes, the correctly classified rest calibrate the thresholds, so a "
                         "larger N gives steadier thresholds (and a slower first call; later calls load the fitted "
                         "detector from the cache)")
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:                        # --help (0) or a usage error (2), already printed
         return int(exit_.code or 0)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # TensorFlow's C++ start-up lines off the terminal
     # TensorFlow, Keras and ART take seconds to import: loaded once the arguments are good, so that --help and
     # usage errors answer at once
     from . import commands

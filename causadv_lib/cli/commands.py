@@ -6,16 +6,18 @@ a CIFAR-10 model at 32 x 32, whose geometry does not resize, gets an image of an
 (bilinear, aspect ratio not kept). Every image is read (decoded) before anything is computed or written, so a
 missing file or a non-image stops the command at once, with nothing written.
 
-**The detector's fit set** (`fit_set`; deterministic, no adversarial image): CIFAR-10, an even spread
-(`spread.spread`, every class alike) of N images of ``cifar10_prototypes`` (the CIFAR-10 training images),
-N = ``--fit-images`` (default 1000), so the test images of ``cifar10_eval`` stay unseen; ImageNet, an even spread
-of N of the 1000 sample images and the 1300 val1300 images taken together (``imagenet_prototypes`` then
-``imagenet_eval``; default all 2300: no other ImageNet images are at hand). `CausAdvDetector.fit` splits them
-(seeded, per class) into a prototype half and a calibration half. The fitted detector is saved (npz + JSON,
-`CausAdvDetector.save`) in the cache under ``detector/KEY``, KEY a hash (`cache.key`) of the model's
-fingerprint (architecture and weights), its name and normalisation, the fit images' ids, the settings (fpr,
-seed) and the source of the code that computes it (`cache.code_hash` of `FIT_CODE`), so a later call with the
-same model and settings loads it and any change refits. An unusable entry is reported and refitted.
+**The detector's fit set** (`fit_set`; deterministic, no adversarial image): an even spread (`spread.spread`,
+every class alike) of N = ``--fit-images`` clean images of images the model was not trained on. CIFAR-10: the
+test images, ``cifar10_eval`` (default N = 1000: every 10th test image, positions ``spread.spread(10000, N)``);
+not the training images, on which a trained model is more confident than on new images, so thresholds
+calibrated there would flag new clean images too often. The verdicts on these N images are in-sample: measure
+false-positive rates on the other test images. ImageNet: the 1000 sample images and the 1300 val1300 images taken
+together (``imagenet_prototypes`` then ``imagenet_eval``; default all 2300: no other ImageNet images are at
+hand). `CausAdvDetector.fit` splits them (seeded, per class) into a prototype half and a calibration half. The
+fitted detector is saved (npz + JSON, `CausAdvDetector.save`) in the cache under ``detector/KEY``, KEY a hash
+(`cache.key`) of the model's fingerprint (architecture and weights), its name and normalisation, the fit images'
+ids, the settings (fpr, seed) and the source of the code that computes it (`cache.code_hash` of `FIT_CODE`), so
+a later call with the same model and settings loads it and any change refits. An unusable entry is reported and refitted.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ class CliError(Exception):
 USER_ERRORS = (CliError, ValueError, OSError, data.DataError, zoo.UnknownModelError, zoo.ModelUnavailableError,
                NotFittedError)
 #: the pools the detector is fitted on, per dataset, taken together in this order (module docstring)
-FIT_POOLS = {"cifar10": ("cifar10_prototypes",), "imagenet": ("imagenet_prototypes", "imagenet_eval")}
+FIT_POOLS = {"cifar10": ("cifar10_eval",), "imagenet": ("imagenet_prototypes", "imagenet_eval")}
 #: the code whose source keys a cached detector
 FIT_CODE = ("causadv_lib.detector", "causadv_lib.ci", "causadv_lib.prototypes", "causadv_lib.strategies",
             "causadv_lib.metrics", "causadv_lib.runner", "causadv_lib.preprocess", "causadv_lib.keras_graph",
@@ -142,7 +144,7 @@ def fit_set(zm, n: int | None) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(ids, uint8 images at the model's size, labels) the detector is fitted on (module docstring)."""
     pools = [data.pool(p) for p in FIT_POOLS[zm.dataset]]
     where = [(p, i) for p in pools for i in range(len(p))]
-    n = n or {"cifar10": 1000, "imagenet": len(where)}[zm.dataset]
+    n = n or config.CLI_FIT_IMAGES[zm.dataset]
     pick = spread.spread(len(where), n)
     ids, images, labels = [], [], []
     for p in pools:
