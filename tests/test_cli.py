@@ -62,6 +62,15 @@ def test_help_documents_both_commands_also_as_a_subprocess():
     assert "causadv inspect IMAGE" in run.stdout and "causadv detect DIR" in run.stdout
 
 
+def test_an_error_is_one_line_on_the_real_stderr_of_a_subprocess(tmp_path):
+    """TensorFlow's C++ start-up lines (written to fd 2 at import) stay out of it."""
+    run = subprocess.run([sys.executable, "-m", "causadv_lib.cli", "inspect", str(tmp_path / "foo.png")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [f"causadv: error: no such image: {tmp_path / 'foo.png'}"], run.stderr
+    assert run.stdout == ""
+
+
 @pytest.mark.parametrize("command, words", [("inspect", ["--attack", "--eps", "--out", "steadier thresholds",
                                                          ".causadv.png"]),
                                             ("detect", ["DIR", "--out", "causadv_verdicts.csv", "steadier"])])

@@ -146,16 +146,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_commands():
+    """`commands`, imported with file descriptor 2 pointed at /dev/null: TensorFlow's C++ core writes start-up
+    lines there at import whatever TF_CPP_MIN_LOG_LEVEL says (etc/ipython_kernel_config.py), and an error of the
+    command line is one line. A failing import still raises, and its traceback is printed after fd 2 is back."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        # TensorFlow, Keras and ART take seconds to import: loaded once the arguments are good, so that --help
+        # and usage errors answer at once
+        from . import commands
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+    return commands
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, or 2 for bad input, with one line on stderr)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:                        # --help (0) or a usage error (2), already printed
         return int(exit_.code or 0)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")    # TensorFlow's C++ start-up lines off the terminal
-    # TensorFlow, Keras and ART take seconds to import: loaded once the arguments are good, so that --help and
-    # usage errors answer at once
-    from . import commands
+    commands = _load_commands()
     try:
         return commands.run(args)
     except commands.USER_ERRORS as err:

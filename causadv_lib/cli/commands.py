@@ -112,8 +112,8 @@ def to_model_size(zm, img: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR), np.uint8)
 
 
-def read_image(zm, file: Path) -> np.ndarray:
-    """The image `file` at the model's input size; a missing file or a non-image is a CliError naming it."""
+def decode(file: Path) -> np.ndarray:
+    """The image `file` as uint8 RGB; a missing file or a non-image is a CliError naming it."""
     if not file.exists():
         raise CliError(f"no such image: {file}")
     if not file.is_file():
@@ -122,7 +122,12 @@ def read_image(zm, file: Path) -> np.ndarray:
         img = data.load_image(Path(file))
     except data.DataError as err:
         raise CliError(f"not an image: {file} ({one_line(err).split(': ', 1)[-1]})") from None
-    return to_model_size(zm, img)
+    return img
+
+
+def read_image(zm, file: Path) -> np.ndarray:
+    """The image `file` at the model's input size (`decode`, `to_model_size`)."""
+    return to_model_size(zm, decode(file))
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -235,9 +240,10 @@ def heatmap_png(rows: list[list[dict]], suptitle: str) -> bytes:
 
 
 def inspect(args, note) -> int:
-    zm = resolve_model(args)
     files = [Path(f) for f in args.images]
-    pixels = np.stack([read_image(zm, f) for f in files])
+    decoded = [decode(f) for f in files]       # bad images first: before the model runs anything
+    zm = resolve_model(args)
+    pixels = np.stack([to_model_size(zm, img) for img in decoded])
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise CliError(f"--out {out_dir}: not a folder")
@@ -297,9 +303,9 @@ def detect(args, note) -> int:
     out = Path(args.out) if args.out else folder / CSV_NAME
     if out.is_dir():
         raise CliError(f"--out {out}: a folder; expected a CSV file name")
-    zm = resolve_model(args)
     for f in files:                 # every image decodes, before any work (read again below, a chunk at a time)
-        read_image(zm, f)
+        decode(f)
+    zm = resolve_model(args)
     det = get_detector(zm, args, note)
     columns = csv_columns(det.scores)
     rows = []
