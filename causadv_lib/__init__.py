@@ -13,7 +13,8 @@ tests/test_architecture.py checks it, and that no import circle exists):
   CI          ci/ (counterfactual information of every filter of a layer, paper section 3.1)
   method      prototypes (3.2), strategies (the four detection strategies), attacks (ART), defences (ART
               purifiers), heatmaps (causal maps, Grad-CAM), confidence (baselines from the logits), metrics,
-              detector (the strategies as one ART evasion detector, calibrated on clean images only)
+              detector (the strategies as one ART evasion detector, calibrated on clean images only), peers
+              (the peer detectors on the same images: MSP, feature squeezing, Mahalanobis, ART's subset scan)
   experiment  experiment (the shared, cached experiment of notebooks 02 onwards; its groups)
   analysis    analysis/ (tables, confidence, defences, heatmaps, reproduction: rows, pivots, verdicts, sentences)
   report      plots, report (results JSON, tables, figures of a notebook run), webpage (the page and
