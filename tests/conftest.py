@@ -65,3 +65,39 @@ def save_tflite(tflite_bytes):
         path.write_bytes(tflite_bytes(model, quant, representative))
         return path
     return save
+
+
+def cifar_normalize(pixels):
+    """Float pixels in [0, 255] -> the inputs of `small_cifar_cnn` (x / 255)."""
+    import numpy as np  # noqa: PLC0415 (kept out of conftest's top: see tflite_bytes)
+    return np.asarray(pixels, np.float32) / 255.0
+
+
+def small_cifar_cnn(seed: int = 0, name: str = "tiny_cnn"):
+    """An untrained small CNN for 32 x 32 x 3 inputs: Conv-Pool-Conv-Pool-Conv ("feat")-GAP-Dense ("logits")."""
+    import keras  # noqa: PLC0415 (only the tests that build models pay for importing TensorFlow here)
+    from keras import layers as L  # noqa: PLC0415
+    keras.utils.set_random_seed(seed)
+    i = keras.Input((32, 32, 3))
+    h = L.MaxPooling2D()(L.Conv2D(16, 3, padding="same", activation="relu")(i))
+    h = L.MaxPooling2D()(L.Conv2D(32, 3, padding="same", activation="relu")(h))
+    h = L.Conv2D(32, 3, padding="same", activation="relu", name="feat")(h)
+    return keras.Model(i, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(h)), name=name)
+
+
+@pytest.fixture(scope="session")
+def trained_cifar_cnn():
+    """`small_cifar_cnn` trained once per test session (about 30 s) on the mirror's 10,000 CIFAR-10 training images
+    (inputs x / 255, 5 epochs; about 43% top-1 on the evaluation pool), logits out. Shared by the tests that need a
+    trained model of their own (detector, peers, command line, model files); none may change its weights."""
+    import keras  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from causadv_lib import data  # noqa: PLC0415
+    train = data.pool("cifar10_prototypes")
+    model = small_cifar_cnn()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(cifar_normalize(train.load(np.arange(len(train)))), np.asarray(train.labels), epochs=5, batch_size=64,
+              verbose=0)
+    return model

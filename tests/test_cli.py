@@ -6,10 +6,8 @@ import json
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
-from keras import layers as L
 from PIL import Image
 
 from causadv_lib import cli, data, zoo
@@ -21,23 +19,13 @@ EVAL = [0, 1500, 3000, 4500, 6000, 7500]       # images of six classes of cifar1
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, trained_cifar_cnn):
     """(model file, the command line's model arguments, a folder of PNGs (two in a subfolder), their pixels,
     the cache folder); the cache is this module's own, empty at the start."""
     root = tmp_path_factory.mktemp("cli")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CAUSADV_CACHE", str(root / "cache"))
-        train = data.pool("cifar10_prototypes")
-        idx = np.arange(len(train))
-        keras.utils.set_random_seed(0)
-        i = keras.Input((32, 32, 3))
-        h = L.MaxPooling2D()(L.Conv2D(16, 3, padding="same", activation="relu")(i))
-        h = L.Conv2D(24, 3, padding="same", activation="relu", name="feat")(h)
-        model = keras.Model(i, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(h)), name="tiny")
-        model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        model.fit(train.load(idx) / np.float32(255), np.asarray(train.labels)[idx], epochs=4, batch_size=64,
-                  verbose=0)
+        model = trained_cifar_cnn
         file = root / "tiny.keras"
         model.save(file)
         pix = data.pool("cifar10_eval").load(EVAL)

@@ -10,37 +10,25 @@ import keras
 import numpy as np
 import pytest
 from art.defences.detector.evasion import EvasionDetector
-from keras import layers as L
 
 from causadv_lib import attacks, data, detector, zoo
 from causadv_lib.detector import CausAdvDetector, NotFittedError
+from conftest import cifar_normalize, small_cifar_cnn
 
 FLAGS = ("s1", "s2_rho", "s2_rank", "s3", "s4", "combined")
 
 
-def _normalize(pixels):
-    return np.asarray(pixels, np.float32) / 255.0
+_normalize = cifar_normalize
 
 
 def _tiny_cnn(seed: int = 0) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    i = keras.Input((32, 32, 3))
-    h = L.MaxPooling2D()(L.Conv2D(16, 3, padding="same", activation="relu")(i))
-    h = L.MaxPooling2D()(L.Conv2D(32, 3, padding="same", activation="relu")(h))
-    h = L.Conv2D(32, 3, padding="same", activation="relu", name="feat")(h)
-    return keras.Model(i, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(h)), name="tiny_cnn")
+    return small_cifar_cnn(seed)
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(trained_cifar_cnn):
     """(zoo model, the 10,000 CIFAR-10 evaluation images, their labels, fit indices, test indices)."""
-    train = data.pool("cifar10_prototypes")
-    x_train, y_train = train.load(np.arange(len(train))), np.asarray(train.labels)
-    model = _tiny_cnn()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(_normalize(x_train), y_train, epochs=5, batch_size=64, verbose=0)
-    zm = zoo.custom(model, _normalize, outputs="logits", normalize=_normalize, name="tiny_cnn")
+    zm = zoo.custom(trained_cifar_cnn, _normalize, outputs="logits", normalize=_normalize, name="tiny_cnn")
     ev = data.pool("cifar10_eval")
     x, y = ev.load(np.arange(len(ev))), np.asarray(ev.labels)
     order = np.random.default_rng(1).permutation(len(ev))

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from art.defences.detector.evasion import EvasionDetector, SubsetScanningDetector
 from art.estimators.classification import TensorFlowV2Classifier
-from keras import layers as L
 from scipy import ndimage
 
 from causadv_lib import attacks, data, metrics, peers, runner, spread, zoo
+from conftest import cifar_normalize
 from causadv_lib.peers import (FeatureSqueezingDetector, MahalanobisDetector, MaxSoftmaxDetector, NotFittedError,
                                SubsetScanDetector)
 
@@ -24,30 +24,13 @@ FPR = 0.1
 N_FIT = N_TEST = 1000
 
 
-def _normalize(pixels):
-    return np.asarray(pixels, np.float32) / 255.0
-
-
-def _tiny_cnn(seed: int = 0) -> keras.Model:
-    keras.utils.set_random_seed(seed)
-    i = keras.Input((32, 32, 3))
-    h = L.MaxPooling2D()(L.Conv2D(16, 3, padding="same", activation="relu")(i))
-    h = L.MaxPooling2D()(L.Conv2D(32, 3, padding="same", activation="relu")(h))
-    h = L.Conv2D(32, 3, padding="same", activation="relu", name="feat")(h)
-    return keras.Model(i, L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(h)), name="tiny_peer_cnn")
+_normalize = cifar_normalize
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(trained_cifar_cnn):
     """(zoo model, fit images, fit labels, test images, test labels): 1,000 + 1,000 CIFAR-10 evaluation images."""
-    train = data.pool("cifar10_prototypes")
-    idx = spread.spread(len(train), 3000)                  # the pool is ordered by class
-    x_train, y_train = train.load(idx), np.asarray(train.labels)[idx]
-    model = _tiny_cnn()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(_normalize(x_train), y_train, epochs=4, batch_size=64, verbose=0)
-    zm = zoo.custom(model, _normalize, outputs="logits", normalize=_normalize, name="tiny_peer_cnn")
+    zm = zoo.custom(trained_cifar_cnn, _normalize, outputs="logits", normalize=_normalize, name="tiny_peer_cnn")
     ev = data.pool("cifar10_eval")
     idx = spread.spread(len(ev), N_FIT + N_TEST)
     order = np.random.default_rng(3).permutation(idx.size)

@@ -4,14 +4,13 @@ output folder of its own. The results JSON carry the paper's columns beside ours
 is written there, and paper_figures/ is not touched."""
 import json
 
-import keras
 import numpy as np
 import papermill
 import pytest
-from keras import layers as L
 
 from causadv_lib import config, data, spread
 
+from conftest import cifar_normalize  # noqa: E402
 import nbval_build  # noqa: E402 (tests/nbval_build.py: the notebooks as papermill executes them)
 
 NOTEBOOKS = ("02_experiment_setup", "03_ci_distributions", "04_detection_strategies")
@@ -23,23 +22,11 @@ def _tree(root):
 
 
 @pytest.fixture(scope="module")
-def tiny_files(tmp_path_factory, save_tflite):
-    """A small CNN trained for a few seconds on CIFAR-10 training images (inputs x / 255), saved both ways."""
-    pool = data.pool("cifar10_prototypes")
-    idx = spread.spread(len(pool), 5000)                   # the pool is ordered by class: an even spread
-    x = pool.load(idx).astype(np.float32) / 255.0
-    y = pool.labels[idx]
-    keras.utils.set_random_seed(config.SEED)
-    inp = keras.Input((32, 32, 3))
-    h = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
-    h = L.MaxPooling2D()(h)
-    h = L.Conv2D(32, 3, padding="same", activation="relu")(h)
-    h = L.MaxPooling2D()(h)
-    h = L.Conv2D(32, 3, padding="same", activation="relu", name="features")(h)
-    out = L.Softmax()(L.Dense(10)(L.GlobalAveragePooling2D()(h)))
-    model = keras.Model(inp, out, name="tiny_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=64, epochs=6, verbose=0)   # about 33% top-1, every class predicted
+def tiny_files(tmp_path_factory, save_tflite, trained_cifar_cnn):
+    """The session's small trained CIFAR-10 CNN (conftest; inputs x / 255, logits out), saved both ways."""
+    model = trained_cifar_cnn
+    train = data.pool("cifar10_prototypes")
+    x = cifar_normalize(train.load(spread.spread(len(train), 64)))   # int8 calibration inputs
     folder = tmp_path_factory.mktemp("models")
     keras_path = folder / "tiny_cnn.keras"
     model.save(keras_path)
