@@ -11,7 +11,8 @@ tests/test_architecture.py checks it, and that no import circle exists):
   models      keras_graph (the one adapter to Keras internals: logits, default CI layer), runner (the one fixed-batch
               forward pass), zoo/ (registry, custom models, TFLite rebuild), samples (evaluation lists)
   CI          ci/ (counterfactual information of every filter of a layer, paper section 3.1)
-  method      prototypes (3.2), strategies (the four detection strategies), attacks (ART), defences (ART
+  method      prototypes (3.2), strategies (the four detection strategies), art_imports (ART, imported once and
+              quietly), attacks (ART), defences (ART
               purifiers), heatmaps (causal maps, Grad-CAM), confidence (baselines from the logits), metrics,
               detector (the strategies as one ART evasion detector, calibrated on clean images only), peers
               (the peer detectors on the same images: MSP, feature squeezing, Mahalanobis, ART's subset scan)

@@ -50,26 +50,17 @@ parameter, the batch size and the library and ART versions; a hit is bit-identic
 from __future__ import annotations
 
 import math
-import warnings
 import weakref
 from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import TqdmWarning, tqdm
-
-with warnings.catch_warnings():  # ART warns that PyTorch is absent (certification), and tqdm.auto, which ART
-    warnings.filterwarnings("ignore", message="PyTorch not found")  # imports, that ipywidgets is (in a kernel)
-    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
-    import art
-    from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent
-    from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_tensorflow_v2 import (
-        ProjectedGradientDescentTensorFlowV2,
-    )
-    from art.estimators.classification import TensorFlowV2Classifier
+from tqdm import tqdm
 
 from . import __version__, checks, config, runner, zoo
+from .art_imports import (BasicIterativeMethod, FastGradientMethod, ProjectedGradientDescent,
+                          ProjectedGradientDescentTensorFlowV2, TensorFlowV2Classifier, art)
 from . import cache as ccache
 from . import keras_graph as kg
 from .pixels import check_images

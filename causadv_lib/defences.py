@@ -34,18 +34,12 @@ Bad input stops with an error naming the model, or the index and shape of the of
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import TqdmWarning
-
-with warnings.catch_warnings():  # ART warns that PyTorch is absent (certification), and tqdm.auto, which ART
-    warnings.filterwarnings("ignore", message="PyTorch not found")  # imports, that ipywidgets is (in a kernel)
-    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
-    from art.defences import preprocessor
 
 from . import checks, config, runner, zoo
+from .art_imports import preprocessor
 from .pixels import check_images
 
 __all__ = ["Purifier", "PURIFIERS", "PAPER_PURIFIERS", "XU_PURIFIERS", "get", "purify", "predict",

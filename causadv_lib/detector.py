@@ -71,9 +71,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-from art.defences.detector.evasion import EvasionDetector
 
 from . import __version__, checks, config, metrics, runner, strategies, zoo
+from .art_imports import EvasionDetector
 from . import prototypes as protolib
 from . import cache as ccache
 from . import ci as _ci

@@ -80,10 +80,8 @@ Errors name the input: images of the wrong size or range (`pixels.check_images`)
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
-from art.defences.detector.evasion import EvasionDetector
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -93,11 +91,8 @@ from .detector import TIES, NotFittedError
 from .detector import _flag as flag_at        # the detector's tie rule, shared so that peers and CausAdv agree
 from .detector import _threshold as threshold_at
 from .detector import _uniforms as tie_numbers
+from .art_imports import EvasionDetector, SubsetScanningDetector
 from .pixels import check_images
-
-with warnings.catch_warnings():  # ART warns that PyTorch is absent (certification)
-    warnings.filterwarnings("ignore", message="PyTorch not found")
-    from art.defences.detector.evasion import SubsetScanningDetector
 
 __all__ = ["MaxSoftmaxDetector", "FeatureSqueezingDetector", "MahalanobisDetector", "SubsetScanDetector",
            "ActivationsClassifier", "SQUEEZERS", "default_squeezers", "NotFittedError", "PEERS"]

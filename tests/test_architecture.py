@@ -1,6 +1,8 @@
 """The library's shape: no import circle (counting imports inside functions), imports at module top, and the
 one-way flow data -> models -> CI -> method -> experiment -> analysis -> report."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ LAYERS = [
     {"keras_graph", "zoo", "runner", "samples"},
     {"ci"},
     {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps", "detector",
-     "peers"},
+     "peers", "art_imports"},
     {"experiment"},
     {"analysis"},
     {"plots", "report", "webpage", "cli"},
@@ -149,3 +151,22 @@ def test_the_strategies_name_their_variants_as_the_vocabulary_does():
     assert set(vocab.ROC_VARIANTS) - {vocab.MAX_CI} <= set(names["imagenet"]) | set(names["cifar10"])
     with pytest.raises(ValueError, match="unknown strategy 's5'"):
         vocab.variant_name("s5")
+
+
+def test_art_is_imported_in_one_place_and_quietly():
+    """Only `art_imports` imports ART (its import-time warnings are filtered there once); importing every module
+    that uses ART prints neither the PyTorch nor the ipywidgets warning."""
+    others = []
+    for path in sorted(LIB.rglob("*.py")):
+        if path.name == "art_imports.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            others += [f"{path.relative_to(LIB)}: {n}" for n in names if n == "art" or n.startswith("art.")]
+    assert not others, others
+    run = subprocess.run([sys.executable, "-c", "import causadv_lib.attacks, causadv_lib.defences, "
+                          "causadv_lib.detector, causadv_lib.peers"], capture_output=True, text=True, timeout=300,
+                         cwd=LIB.parent)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "PyTorch not found" not in run.stderr and "IProgress" not in run.stderr, run.stderr[-2000:]
