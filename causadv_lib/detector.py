@@ -115,7 +115,7 @@ def default_scores(dataset, num_classes: int, num_filters: int, *, s2_k: int = S
     return tuple(out)
 
 
-def _uniforms(x: np.ndarray, seed: int, n: int) -> np.ndarray:
+def tie_numbers(x: np.ndarray, seed: int, n: int) -> np.ndarray:
     """(N, n) tie-break numbers in [0, 1): from a hash of each image's float32 pixels and `seed`, so an image
     gets the same numbers whatever batch it is in."""
     salt = int(seed).to_bytes(8, "little")
@@ -126,7 +126,7 @@ def _uniforms(x: np.ndarray, seed: int, n: int) -> np.ndarray:
     return out
 
 
-def _threshold(scores: np.ndarray, fpr: float, ties: str) -> tuple[float, float]:
+def threshold_at(scores: np.ndarray, fpr: float, ties: str) -> tuple[float, float]:
     """(t, q): flag ``score > t`` or (``score == t`` and u < q); q makes exactly fpr of `scores` flagged
     (``ties="randomized"``) or is 0 (``"conservative"``, FPR <= fpr)."""
     s = scores[~np.isnan(scores)]
@@ -137,7 +137,7 @@ def _threshold(scores: np.ndarray, fpr: float, ties: str) -> tuple[float, float]
     return t, float(min(1.0, max(0.0, (fpr * s.size - above) / at)))
 
 
-def _flag(scores: np.ndarray, t: float, q: float, u: np.ndarray) -> np.ndarray:
+def flag_at(scores: np.ndarray, t: float, q: float, u: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return ~np.isnan(scores) & ((scores > t) | ((scores == t) & (u < q)))
 
@@ -372,7 +372,7 @@ class CausAdvDetector(EvasionDetector):
             raise ValueError(f"fit: too few clean images to calibrate at fpr={self.fpr:g}: scores {few} judge fewer "
                              f"than {math.ceil(1 / self.fpr - 1e-9)} of the {correct.size} correctly classified "
                              "calibration images (their predicted classes have no prototype); pass more clean images")
-        t, q = zip(*(_threshold(scores[:, j], self.fpr, self.ties) for j in range(scores.shape[1])))
+        t, q = zip(*(threshold_at(scores[:, j], self.fpr, self.ties) for j in range(scores.shape[1])))
         order = rng.permutation(correct.size)
         n_a = int(round(self.combined_split * correct.size))
         a, b = order[:n_a], order[n_a:]
@@ -385,7 +385,7 @@ class CausAdvDetector(EvasionDetector):
                              + (f"; scores {short} judge too few of them (classes without a prototype)" if short
                                 else "") + f"; each part needs at least {math.ceil(1 / self.fpr - 1e-9)}")
         combined_b = self._combined(self._tails(scores[b], reference))
-        tc, qc = _threshold(combined_b, self.fpr, self.ties)
+        tc, qc = threshold_at(combined_b, self.fpr, self.ties)
         counts = {"images": int(len(pix)), "prototype_part": int(proto_part.size),
                   "calibration_part": int(cal_part.size), "calibration_correct": int(correct.size),
                   "reference": int(a.size), "combined_threshold": int(b.size)}
@@ -407,14 +407,14 @@ class CausAdvDetector(EvasionDetector):
         scores = self._scores(res.ci, res.predicted, f["prototypes"].ci)
         tails = self._tails(scores, f["reference"])
         combined = self._combined(tails)
-        u = _uniforms(pix, self.seed, len(self.scores) + 1)
+        u = tie_numbers(pix, self.seed, len(self.scores) + 1)
         report = {"predicted": res.predicted, "probability": res.probability}
         for j, k in enumerate(self.scores):
             report[f"{k}_score"] = scores[:, j]
-            report[f"{k}_flag"] = _flag(scores[:, j], f["t"][j], f["q"][j], u[:, j])
+            report[f"{k}_flag"] = flag_at(scores[:, j], f["t"][j], f["q"][j], u[:, j])
             report[f"{k}_tail"] = tails[:, j]
         report["combined_score"] = combined
-        report["combined_flag"] = _flag(combined, f["t"][-1], f["q"][-1], u[:, -1])
+        report["combined_flag"] = flag_at(combined, f["t"][-1], f["q"][-1], u[:, -1])
         return report, report["combined_flag"]
 
     # ------------------------------------------------------------------------------------ save, load

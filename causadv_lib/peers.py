@@ -88,9 +88,7 @@ from sklearn.preprocessing import StandardScaler
 
 from . import attacks, checks, confidence, config, defences, runner, zoo
 from .detector import TIES, NotFittedError
-from .detector import _flag as flag_at        # the detector's tie rule, shared so that peers and CausAdv agree
-from .detector import _threshold as threshold_at
-from .detector import _uniforms as tie_numbers
+from .detector import flag_at, threshold_at, tie_numbers   # the one tie rule: peers and CausAdv agree
 from .art_imports import EvasionDetector, SubsetScanningDetector
 from .pixels import check_images
 
