@@ -142,6 +142,22 @@ def flag_at(scores: np.ndarray, t: float, q: float, u: np.ndarray) -> np.ndarray
         return ~np.isnan(scores) & ((scores > t) | ((scores == t) & (u < q)))
 
 
+def set_params_or_restore(detector, kwargs: dict, set_params) -> bool:
+    """ART's `set_params` (the callable given) on a detector, with names outside its `defence_params` refused and,
+    when a value is refused, every parameter restored; returns whether any parameter changed."""
+    unknown = sorted(set(kwargs) - set(detector.defence_params))
+    if unknown:
+        raise ValueError(f"set_params: unknown parameter(s) {unknown}; expected some of {detector.defence_params}")
+    before = detector.get_params()
+    try:
+        set_params(**kwargs)
+    except Exception:
+        for k, v in before.items():
+            setattr(detector, k, v)
+        raise
+    return detector.get_params() != before
+
+
 class CausAdvDetector(EvasionDetector):
     """CausAdv's four strategies as one detector, calibrated on clean images only (module docstring).
 
@@ -219,17 +235,7 @@ class CausAdvDetector(EvasionDetector):
     def set_params(self, **kwargs) -> None:
         """Change parameters (names in `defence_params`; others are refused). A fitted detector whose
         parameters change is fitted no more: fit it again. A refused value leaves every parameter as it was."""
-        unknown = sorted(set(kwargs) - set(self.defence_params))
-        if unknown:
-            raise ValueError(f"set_params: unknown parameter(s) {unknown}; expected some of {self.defence_params}")
-        before = self.get_params()
-        try:
-            super().set_params(**kwargs)
-        except Exception:
-            for k, v in before.items():
-                setattr(self, k, v)
-            raise
-        if self.get_params() != before:
+        if set_params_or_restore(self, kwargs, super().set_params):
             self._fit = None
 
     @property

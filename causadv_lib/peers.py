@@ -87,7 +87,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import attacks, checks, confidence, config, defences, runner, zoo
-from .detector import TIES, NotFittedError
+from .detector import TIES, NotFittedError, set_params_or_restore
 from .detector import flag_at, threshold_at, tie_numbers   # the one tie rule: peers and CausAdv agree
 from .art_imports import EvasionDetector, SubsetScanningDetector
 from .pixels import check_images
@@ -150,16 +150,7 @@ class _Peer(EvasionDetector):
 
     def set_params(self, **kwargs) -> None:
         """Change parameters (`defence_params`); a changed detector is fitted no more."""
-        unknown = sorted(set(kwargs) - set(self.defence_params))
-        if unknown:
-            raise ValueError(f"set_params: unknown parameter(s) {unknown}; expected some of {self.defence_params}")
-        before = self.get_params()
-        try:
-            super().set_params(**kwargs)
-        except Exception:
-            for k, v in before.items():
-                setattr(self, k, v)
-            raise
+        set_params_or_restore(self, kwargs, super().set_params)
         self._fit = None
 
     # ------------------------------------------------------------------------------------ inputs
