@@ -99,6 +99,49 @@ EXPERIMENT_MODELS: dict[str, str] = {"imagenet": "mobilenet_v2_imagenet", "cifar
 CLI_FIT_IMAGES: dict[str, int] = {"cifar10": 1000, "imagenet": 2300}
 
 
+@dataclass(frozen=True)
+class Beyond:
+    """Scale of notebook 07 (the detector against its peers, the eps sweep, the 8-bit attacks and the adaptive
+    attacker) for one dataset at one profile. Every image count is a prefix of an ordered list, so a smaller
+    run's images are the first of a larger one's."""
+
+    #: clean images the detectors are fitted on: the evaluation pool without the evaluation sample, spread
+    fit_images: int
+    #: of those, the first correctly classified ones attacked (PGD) to train the supervised peer (Mahalanobis)
+    supervised_images: int
+    #: the first correctly classified evaluation images of the eps sweep and of the 8-bit attacks
+    sweep_images: int
+    #: the first correctly classified evaluation images the adaptive attacker runs on
+    adaptive_images: int
+    #: the adaptive attacker's iteration counts (one run of the largest, read at each)
+    adaptive_iterations: tuple[int, ...] = (10, 50, 200)
+
+
+BEYOND: dict[tuple[str, str], Beyond] = {
+    ("smoke", "cifar10"): Beyond(fit_images=300, supervised_images=40, sweep_images=10, adaptive_images=6,
+                                 adaptive_iterations=(2, 5, 10)),
+    ("smoke", "imagenet"): Beyond(fit_images=600, supervised_images=20, sweep_images=6, adaptive_images=3,
+                                  adaptive_iterations=(2, 5, 10)),
+    ("paper", "cifar10"): Beyond(fit_images=1000, supervised_images=200, sweep_images=100, adaptive_images=100),
+    ("paper", "imagenet"): Beyond(fit_images=1000, supervised_images=100, sweep_images=100, adaptive_images=30),
+}
+#: the eps sweep's budgets (fractions of the pixel range) and attacks (untargeted), notebook 07
+SWEEP_EPS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+SWEEP_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
+#: the false-positive rate every detector of notebook 07 is calibrated to
+DETECTOR_FPR = 0.05
+
+
+def beyond(profile: str, dataset: str) -> Beyond:
+    """Notebook 07's scale for `dataset` at `profile` (`BEYOND`)."""
+    get_profile(profile)
+    try:
+        return BEYOND[(profile, dataset)]
+    except KeyError:
+        raise ValueError(f"no notebook-07 scale for dataset {dataset!r} at profile {profile!r}; expected one of "
+                         f"{sorted(BEYOND)}") from None
+
+
 def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]

@@ -337,10 +337,30 @@ class CausAdvDetector(EvasionDetector):
                              f"correctly classified; at least {need} are needed (2 x 1/fpr: the combined score's "
                              "reference and threshold halves need 1/fpr each). Pass more clean images")
 
-    def fit(self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 20, **kwargs) -> None:
+    def _given_prototypes(self, protos) -> protolib.Prototypes:
+        """`protos` checked against the detector: the same layer, definition, classes and filters."""
+        zm = self.zoo_model
+        if not isinstance(protos, protolib.Prototypes):
+            raise ValueError(f"fit: prototypes must be a prototypes.Prototypes (prototypes.for_pool, "
+                             f"experiment.prototype_set), got {type(protos).__name__}")
+        want = (self.layer, self.definition, zm.num_classes, self._num_filters)
+        got = (protos.layer, protos.definition, protos.num_classes, protos.ci.shape[1])
+        if not strategies.same_layer(protos.layer, self.layer) or got[1:] != want[1:]:
+            raise ValueError(f"fit: the prototypes given are of layer {got[0]!r}, definition {got[1]!r}, {got[2]} "
+                             f"classes and {got[3]} filters; the detector needs layer {want[0]!r}, definition "
+                             f"{want[1]!r}, {want[2]} classes and {want[3]} filters")
+        return protos
+
+    def fit(self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 20, *,
+            prototypes: protolib.Prototypes | None = None, **kwargs) -> None:
         """Calibrate on clean images `x` ((N, H, W, 3) uint8 or float pixels in [0, 255] at the model's input
         size) and their labels `y` ((N,) class indices or (N, C) one-hot). Nothing is trained: `nb_epochs`
-        is ART's and ignored; `batch_size` is the CI loop's (it never changes a result)."""
+        is ART's and ignored; `batch_size` is the CI loop's (it never changes a result).
+
+        prototypes: prototypes chosen elsewhere (`prototypes.for_pool` over images disjoint from `x`, as the
+        experiment's `experiment.prototype_set`), of the detector's layer and definition. Then every image of
+        `x` calibrates (``holdout`` is not used) and the detector judges with the same prototypes as the
+        paper's tables."""
         if kwargs:
             raise TypeError(f"fit: unexpected keyword argument(s) {sorted(kwargs)}")
         batch_size = checks.positive_int(batch_size, "batch_size")
@@ -348,25 +368,30 @@ class CausAdvDetector(EvasionDetector):
         pix, inputs = self._inputs(x, "fit")
         labels = self._labels(y, len(pix))
         rng = np.random.default_rng(self.seed)
-        proto_part, cal_part = [], []
-        for c in range(zm.num_classes):                  # per class, so that every class keeps candidates
-            idx = rng.permutation(np.flatnonzero(labels == c))
-            k = int(round(self.holdout * idx.size))
-            cal_part.append(idx[:k])
-            proto_part.append(idx[k:])
-        proto_part, cal_part = np.sort(np.concatenate(proto_part)), np.sort(np.concatenate(cal_part))
-        if not proto_part.size:
-            raise ValueError(f"fit: too few clean images: {len(pix)} image(s) leave none for the prototypes at "
-                             f"holdout={self.holdout:g}")
+        if prototypes is not None:
+            protos = self._given_prototypes(prototypes)
+            proto_part, cal_part = np.zeros(0, np.int64), np.arange(len(pix))
+        else:
+            proto_part, cal_part = [], []
+            for c in range(zm.num_classes):              # per class, so that every class keeps candidates
+                idx = rng.permutation(np.flatnonzero(labels == c))
+                k = int(round(self.holdout * idx.size))
+                cal_part.append(idx[:k])
+                proto_part.append(idx[k:])
+            proto_part, cal_part = np.sort(np.concatenate(proto_part)), np.sort(np.concatenate(cal_part))
+            if not proto_part.size:
+                raise ValueError(f"fit: too few clean images: {len(pix)} image(s) leave none for the prototypes at "
+                                 f"holdout={self.holdout:g}")
         pred = runner.probabilities(zm.model, inputs[cal_part]).argmax(axis=1) if cal_part.size else cal_part
         correct = cal_part[pred == labels[cal_part]]
         self._enough(correct.size, cal_part.size, len(pix))
-        protos = protolib.select_prototypes(zm.model, inputs[proto_part], labels[proto_part],
-                                              [str(i) for i in proto_part], layer=self.layer,
-                                              definition=self.definition, num_classes=zm.num_classes,
-                                              batch_size=batch_size, progress=self.progress)
-        protos = dataclasses.replace(protos, index=np.where(protos.index >= 0, proto_part[np.maximum(protos.index, 0)],
-                                                            -1))
+        if prototypes is None:
+            protos = protolib.select_prototypes(zm.model, inputs[proto_part], labels[proto_part],
+                                                [str(i) for i in proto_part], layer=self.layer,
+                                                definition=self.definition, num_classes=zm.num_classes,
+                                                batch_size=batch_size, progress=self.progress)
+            protos = dataclasses.replace(protos, index=np.where(protos.index >= 0,
+                                                                proto_part[np.maximum(protos.index, 0)], -1))
         res = self._ci(inputs[correct], batch_size)
         ok = res.predicted == labels[correct]            # the CI engine's prediction is the one that counts
         correct, ci_cal, pred_cal = correct[ok], res.ci[ok], res.predicted[ok]

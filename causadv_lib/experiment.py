@@ -44,11 +44,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import attacks, ci, config, data, preprocess, runner, samples, zoo
+from . import attacks, checks, ci, config, data, preprocess, runner, samples, spread, zoo
 from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
-__all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean",
+__all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean", "FitSet", "fit_set", "group_of", "attacked",
            "prototype_set", "adversarial", "write_sample_list", "paper_command", "run", "clear_memo", "logits", "with_definition", "ModelRun",
            "run_on_model", "TIMINGS", "timing_rows"]
 
@@ -265,6 +265,13 @@ class Group:
         return self.all_pixels[self.mask]
 
 
+def group_of(cs: CleanSet, adv: AdversarialSet) -> Group:
+    """The group of `adv`'s successful examples (their sources in `cs`)."""
+    s = adv.success
+    src = adv.source[s]
+    return Group(adv.key.label, adv.key, s, src, cs.labels[src], adv.ci_result, adv.attack_result.adversarial)
+
+
 @dataclass(eq=False)
 class Experiment:
     """Everything of one setup: clean set, prototypes, and the adversarial set of each attack key."""
@@ -282,11 +289,8 @@ class Experiment:
         out = [Group(CLEAN, None, ok, np.flatnonzero(ok), cs.labels[ok], cs.ci_result, cs.pixels)]
         for key in self.setup.keys(eps):
             adv = self.adversarial.get(key)
-            if adv is None:
-                continue
-            s = adv.success
-            src = adv.source[s]
-            out.append(Group(key.label, key, s, src, cs.labels[src], adv.ci_result, adv.attack_result.adversarial))
+            if adv is not None:
+                out.append(group_of(cs, adv))
         return out
 
     def wins(self, eps: float | None = None) -> np.ndarray:
@@ -317,10 +321,12 @@ def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability") ->
                                          cache=True, progress=progress)
 
 
-def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress) -> attacks.AttackResult:
+def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress,
+            grid: bool = False) -> attacks.AttackResult:
     """The attack stage of every pipeline here (seeded with `config.SEED`, cached on disk)."""
+    on_grid = {"grid": True} if grid else {}
     return attacks.generate(zm, pixels, labels=labels, attack=key.attack, eps=key.eps, targeted=key.targeted,
-                            seed=config.SEED, cache=True, progress=progress)
+                            seed=config.SEED, cache=True, progress=progress, **on_grid)
 
 
 @functools.cache
@@ -342,6 +348,41 @@ def _clean(setup: Setup) -> CleanSet:
 def clean(setup: Setup) -> CleanSet:
     """The clean evaluation set of `setup` (memoised in the process; CI vectors cached on disk)."""
     return _clean(setup)
+
+
+@dataclass(frozen=True)
+class FitSet:
+    """Clean images a detector is fitted on: the evaluation pool without the evaluation sample (`fit_set`)."""
+
+    setup: Setup
+    ids: tuple[str, ...]
+    labels: np.ndarray           # (N,) int64
+    pixels: np.ndarray           # (N, H, W, 3) float32 in [0, 255] at the model's input size, like the clean set's
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+@functools.cache
+def _fit_set(setup: Setup, n: int) -> FitSet:
+    zm = _zoo(setup)
+    pool = data.pool(setup.eval_pool)
+    taken = set(_clean(setup).ids)
+    rest = np.array([i for i, x in enumerate(pool.ids) if x not in taken], np.int64)
+    idx = rest[spread.spread(len(rest), n)]
+    with _timed(setup, "load", "detector fit images"):
+        pixels = _geometry(zm, pool.load(idx)).astype(np.float32)
+    return FitSet(setup, tuple(pool.ids[i] for i in idx), pool.labels[idx].astype(np.int64), pixels)
+
+
+def fit_set(setup: Setup, n: int | None = None) -> FitSet:
+    """`n` clean images (default: notebook 07's ``config.beyond(profile, dataset).fit_images``) of the
+    evaluation pool that are not in the evaluation sample, evenly spread over the pool (`spread.spread`, so
+    every class of a class-ordered pool), in pool order, with the clean set's geometry. Disjoint from the
+    evaluation images and from the prototype pool by construction; memoised in the process."""
+    n = config.beyond(setup.profile, setup.dataset).fit_images if n is None else checks.positive_int(n, "n")
+    return _fit_set(setup, n)
 
 
 @functools.cache
@@ -376,6 +417,30 @@ def adversarial(setup: Setup, key: AttackKey, progress: bool | None = None) -> A
         raise ValueError(f"{setup.label}: eps {key.eps_label} is not one of the setup's budgets "
                          f"{[eps_label(e) for e in setup.eps]} (config.ATTACK_EPS)")
     return _adversarial(setup, key, None if progress is None else bool(progress))
+
+
+@functools.cache
+def _attacked(setup: Setup, key: AttackKey, limit: int | None, grid: bool, progress) -> AdversarialSet:
+    zm = _zoo(setup)
+    cs = _clean(setup)
+    source = np.flatnonzero(cs.correct)[:limit]
+    label = key.full_label + (f", first {limit}" if limit is not None else "") + (", 8-bit grid" if grid else "")
+    with _timed(setup, "attack", label):
+        res = _attack(zm, cs.pixels[source], cs.labels[source], key, progress, grid=grid)
+    with _timed(setup, "ci", label):
+        ci_res = _ci_of(zm, res.adversarial, progress)
+    return AdversarialSet(setup, key, res, ci_res, source)
+
+
+def attacked(setup: Setup, key: AttackKey, *, limit: int | None = None, grid: bool = False,
+             progress: bool | None = None) -> AdversarialSet:
+    """The attack `key` (any budget) on the first `limit` correctly classified clean images of `setup` (all:
+    None), with CI; ``grid=True``: the attack that stays on the 8-bit grid (`attacks.generate`). The setup's
+    own attacks (every image, floats, a budget of the setup) are `adversarial`'s. Memoised; cached on disk."""
+    limit = None if limit is None else checks.positive_int(limit, "limit")
+    if limit is None and not grid and key.eps in setup.eps:
+        return adversarial(setup, key, progress)
+    return _attacked(setup, key, limit, bool(grid), None if progress is None else bool(progress))
 
 
 def write_sample_list(exp: "Experiment", directory) -> Path | None:
@@ -416,7 +481,7 @@ def run(setup: Setup, progress: bool = True) -> Experiment:
 
 def clear_memo() -> None:
     """Forget the in-process memo (the disk caches stay)."""
-    for memo in (_clean, _prototype_set, _adversarial, _logits, _ci_under):
+    for memo in (_clean, _fit_set, _prototype_set, _adversarial, _attacked, _logits, _ci_under):
         memo.cache_clear()
     TIMINGS.clear()
 

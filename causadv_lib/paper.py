@@ -88,3 +88,15 @@ def table_for(name: str, dataset: str, eps: float) -> PaperTable | None:
     """The paper's table `name` when it applies to (`dataset`, `eps`), else None."""
     t = table(name)
     return t if t.applies(dataset, eps) else None
+
+
+OTHER_BENCHMARK_FILE = Path(__file__).resolve().with_name("other_benchmark.json")
+
+
+@functools.cache
+def other_benchmark() -> Mapping:
+    """The detectors_review benchmark's DR/FPR (%) of published detectors (`other_benchmark.json`): ``source``
+    (who measured them, where) and ``rows`` (detector -> {attack: "DR/FPR"}). Another benchmark's numbers, shown
+    beside ours, never compared as if measured here."""
+    data = json.loads(OTHER_BENCHMARK_FILE.read_text())
+    return MappingProxyType({"source": data["source"], "rows": MappingProxyType(data["rows"])})

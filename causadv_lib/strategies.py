@@ -351,7 +351,7 @@ def _is_prototypes(obj) -> bool:
     return not isinstance(obj, np.ndarray) and all(hasattr(obj, a) for a in ("ci", "missing", "layer", "definition"))
 
 
-def _same_layer(a: str, b: str) -> bool:
+def same_layer(a: str, b: str) -> bool:
     """Two names of one CI layer: equal, or a nested model's ``outer/inner`` and its unique inner name alone."""
     return a == b or ("/" not in a and b.rsplit("/", 1)[-1] == a) or ("/" not in b and a.rsplit("/", 1)[-1] == b)
 
@@ -390,7 +390,7 @@ def _unpack(ci, predicted, proto) -> tuple:
         raise TypeError("proto: missing; pass the prototypes (a Prototypes or a (C, K) array)")
     if _is_prototypes(proto):
         protos, proto = proto, proto.ci
-        if sample is not None and (not _same_layer(str(sample.layer), str(protos.layer))
+        if sample is not None and (not same_layer(str(sample.layer), str(protos.layer))
                                    or sample.definition != protos.definition):
             raise ValueError(f"ci and proto do not match: the CI vectors are of layer {sample.layer!r} with "
                              f"definition {sample.definition!r}, the prototypes' of layer {protos.layer!r} with "

@@ -1,0 +1,283 @@
+"""Notebook 07: CausAdv as a detector, judged as the field judges one (notes/evaluation-standard.md).
+
+    >>> from causadv_lib.analysis import detectors
+    >>> b = detectors.bench(setup)                      # every detector of `setup`, fitted on clean images only
+    >>> rows = detectors.peer_rows(b, exp, 8 / 255)     # ROC-AUC, TPR at 5% FPR and DR/FPR per detector, attack
+
+**Who is judged** (`Bench`, one per setup). Every detector is fitted on the same clean images
+(`experiment.fit_set`: the evaluation pool without the evaluation sample, so disjoint from every image
+judged below), by this project's code:
+
+* `CausAdvDetector` with the experiment's prototypes (`experiment.prototype_set`: the same prototypes as the
+  paper's tables, from the prototype pool), calibrated at `config.DETECTOR_FPR`: each strategy's score in
+  the paper's direction (rows ``S1`` ... ``S4``), and the combined score (row ``CausAdv combined``);
+* the peers of `causadv_lib.peers`: maximum softmax probability, feature squeezing, ART's subset scanning on
+  the CI layer; and the supervised Mahalanobis detector, trained on untargeted PGD examples of the first
+  ``supervised_images`` correctly classified fit images at the budget of the table (disjoint from the
+  evaluation images), reported on the attack it was trained on and on the others (`SUPERVISED_ON`).
+
+**What is measured** (`peer_rows`). For each attack, its *successful* adversarial examples (the experiment's
+groups), each paired with its clean source: ROC-AUC (`metrics.roc_auc`), TPR at 5% FPR with the threshold on
+those clean sources (`metrics.tpr_at_fpr`: conservative under ties), and the calibrated detector's own
+verdicts: its detection rate on the adversarial examples and its false-positive rate on the correctly
+classified clean images (DR/FPR, the detectors_review benchmark's measure). A strategy that cannot judge an
+image (its predicted class has no prototype) leaves it out (``n`` counts the images judged).
+
+The eps sweep (`sweep_rows`), the 8-bit attacks (`rounding_rows`) and the adaptive attacker
+(`causadv_lib.adaptive`) reuse the same detectors. `conclusion` turns the rows into sentences.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import attacks, config, experiment, metrics, paper
+from ..detector import SCORES, CausAdvDetector
+from ..peers import FeatureSqueezingDetector, MahalanobisDetector, MaxSoftmaxDetector, SubsetScanDetector
+from ..vocab import ATTACK_LABELS, AttackKey, eps_label
+
+__all__ = ["ROWS", "PEER_ROWS", "STRATEGY_ROWS", "COMBINED", "SUPERVISED_ON", "Bench", "bench", "scores_of",
+           "peer_rows", "compact", "other_benchmark_rows", "best_strategy", "sweep_rows", "rounding_rows",
+           "conclusion"]
+
+#: the row of each CausAdv score (`detector.SCORES`), in the detector's order
+STRATEGY_ROWS = {"s1": "S1 causal filters", "s2_rho": "S2 rho", "s2_rank": "S2 rank", "s3": "S3 zero filters",
+                 "s4": "S4 common filters"}
+COMBINED = "CausAdv combined"
+#: the peers' rows, in table order
+PEER_ROWS = {"msp": "max softmax", "feature_squeezing": "feature squeezing", "subset_scan": "subset scanning",
+             "mahalanobis": "Mahalanobis (supervised)"}
+ROWS = (*STRATEGY_ROWS.values(), COMBINED, *PEER_ROWS.values())
+#: the attack the supervised peer is trained on (untargeted PGD at the table's budget)
+SUPERVISED_ON = ("pgd", False)
+
+
+@dataclass(eq=False)
+class Bench:
+    """The detectors of one setup, fitted on `fit` (clean images disjoint from the evaluation images)."""
+
+    setup: experiment.Setup
+    fit: experiment.FitSet
+    causadv: CausAdvDetector
+    peers: dict                                     # row key of `PEER_ROWS` -> fitted unsupervised peer
+    supervised: dict = field(default_factory=dict)  # eps -> fitted MahalanobisDetector
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        return (*[STRATEGY_ROWS[k] for k in self.causadv.scores], COMBINED, *PEER_ROWS.values())
+
+
+@functools.cache
+def bench(setup: experiment.Setup) -> Bench:
+    """Every unsupervised detector of `setup`, fitted on `experiment.fit_set(setup)` (memoised)."""
+    zm = setup.zoo_model()
+    fs = experiment.fit_set(setup)
+    det = CausAdvDetector(zm, fpr=config.DETECTOR_FPR, cache=True, progress=False)
+    det.fit(fs.pixels, fs.labels, prototypes=experiment.prototype_set(setup))
+    peers = {"msp": MaxSoftmaxDetector(zm, fpr=config.DETECTOR_FPR),
+             "feature_squeezing": FeatureSqueezingDetector(zm, fpr=config.DETECTOR_FPR),
+             "subset_scan": SubsetScanDetector(zm, fpr=config.DETECTOR_FPR)}
+    for p in peers.values():
+        p.fit(fs.pixels, fs.labels)
+    return Bench(setup, fs, det, peers)
+
+
+def bench_lines(benches) -> list[str]:
+    """One Markdown line per bench: the model, how many fit images and where from, what each detector used."""
+    out = []
+    for b in benches:
+        c = b.causadv.counts
+        out.append(f"- **{b.setup.label}**: the detectors are fitted on {b.fit.n} clean images of pool "
+                   f"`{b.setup.eval_pool}` outside the evaluation sample ({c['calibration_correct']} of them correctly "
+                   f"classified: CausAdv's calibration set); CausAdv uses the experiment's prototypes "
+                   f"({len(b.causadv.prototypes.classes)} classes) and the scores "
+                   f"{', '.join(STRATEGY_ROWS[k] for k in b.causadv.scores)}; the peers: "
+                   f"{', '.join(PEER_ROWS.values())}.")
+    return out
+
+
+def detector_rows(b: Bench, exp: experiment.Experiment) -> list[dict]:
+    """Per CausAdv score and the combined one: its threshold at `config.DETECTOR_FPR` on the fit images and the
+    false-positive rate of its flags on the correctly classified evaluation images (never seen by the fit)."""
+    clean = scores_of(b, exp.clean.pixels[exp.clean.correct], exp.setup.paper_eps,
+                      (*[STRATEGY_ROWS[k] for k in b.causadv.scores], COMBINED))
+    th = b.causadv.thresholds
+    rows = []
+    for key, name in [*[(k, STRATEGY_ROWS[k]) for k in b.causadv.scores], ("combined", COMBINED)]:
+        sc, flag = clean[name]
+        t, q = th[key]
+        rows.append({"dataset": exp.setup.dataset, "model": exp.setup.model, "score": name,
+                     "threshold": t, "tie fraction": q, "requested FPR": config.DETECTOR_FPR,
+                     "evaluation images": int(np.sum(~np.isnan(sc))), "realised FPR": _rate(flag)})
+    return rows
+
+
+def supervised(b: Bench, eps: float) -> MahalanobisDetector:
+    """The Mahalanobis detector of `b` at `eps`: trained on the successful untargeted PGD examples of the
+    first ``supervised_images`` correctly classified fit images (attacks cached on disk)."""
+    eps = float(eps)
+    if eps not in b.supervised:
+        zm = b.setup.zoo_model()
+        n = config.beyond(b.setup.profile, b.setup.dataset).supervised_images
+        ok = np.flatnonzero(_correct(b))[:n]
+        attack, targeted = SUPERVISED_ON
+        res = attacks.generate(zm, b.fit.pixels[ok], labels=b.fit.labels[ok], attack=attack, eps=eps,
+                               targeted=targeted, seed=config.SEED, cache=True, progress=False)
+        maha = MahalanobisDetector(zm, fpr=config.DETECTOR_FPR)
+        maha.fit(b.fit.pixels, b.fit.labels, x_adv=res.adversarial[res.success])
+        b.supervised[eps] = maha
+    return b.supervised[eps]
+
+
+def _correct(b: Bench) -> np.ndarray:
+    """(N,) bool: the fit images the model classifies correctly (the MSP peer's forward pass)."""
+    report, _ = b.peers["msp"].detect(b.fit.pixels)
+    return report["predicted"] == b.fit.labels
+
+
+def scores_of(b: Bench, pixels: np.ndarray, eps: float, names=None) -> dict:
+    """{row: (scores (N,) float64, flags (N,) bool)} of the detectors `names` (default every row of `b`) on
+    `pixels` (the supervised peer's at `eps`). Scores are larger = more suspicious; NaN where a strategy
+    cannot judge."""
+    names = b.rows if names is None else tuple(names)
+    out = {}
+    if set(names) & {*STRATEGY_ROWS.values(), COMBINED}:
+        report, _ = b.causadv.detect(pixels)
+        out = {STRATEGY_ROWS[k]: (report[f"{k}_score"], report[f"{k}_flag"]) for k in b.causadv.scores}
+        out[COMBINED] = (report["combined_score"], report["combined_flag"])
+    for key, label in PEER_ROWS.items():
+        if label in names:
+            peer = supervised(b, eps) if key == "mahalanobis" else b.peers[key]
+            rep, flag = peer.detect(pixels)
+            out[label] = (rep["score"], flag)
+    return {k: out[k] for k in names}
+
+
+def _rate(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else math.nan
+
+
+def detection_cells(clean: tuple, adv: tuple, src: np.ndarray, clean_ok: np.ndarray) -> dict:
+    """The numbers of one (detector, attack): ROC-AUC and TPR at 5% FPR against the paired clean sources
+    (`src` indexes `clean`), and the calibrated verdicts' DR (adversarial) and FPR (the correct clean images)."""
+    (cs, cf), (a, af) = clean, adv
+    c = cs[src]
+    judged = ~np.isnan(c) & ~np.isnan(a)
+    tpr, _, realised = metrics.tpr_at_fpr(c[judged], a[judged], 0.05) if judged.any() else (math.nan,) * 3
+    return {"n": int(judged.sum()), "auc": metrics.roc_auc(c[judged], a[judged]) if judged.any() else math.nan,
+            "tpr_at_5fpr": tpr, "dr": _rate(af), "fpr": _rate(cf[clean_ok])}
+
+
+def peer_rows(b: Bench, exp: experiment.Experiment, eps: float, groups=None, meta: dict | None = None) -> list[dict]:
+    """One row per (detector, attack) at `eps`: `detection_cells` on each attack's successful examples (`groups`:
+    default the experiment's at `eps`; the 8-bit attacks' with `rounding_groups`)."""
+    groups = exp.groups(eps) if groups is None else groups
+    clean_all = exp.clean
+    clean = scores_of(b, clean_all.pixels, eps)
+    rows = []
+    for g in groups:
+        if g.key is None:
+            continue
+        adv = scores_of(b, g.pixels, eps)
+        for name in b.rows:
+            cell = detection_cells(clean[name], adv[name], g.source, clean_all.correct)
+            trained = name == PEER_ROWS["mahalanobis"] and (g.key.attack, g.key.targeted) == SUPERVISED_ON
+            rows.append((meta or {}) | {"dataset": exp.setup.dataset, "model": exp.setup.model,
+                                        "eps": eps_label(eps), "attack": g.key.label, "detector": name,
+                                        "trained on this attack": trained} | cell)
+    return rows
+
+
+def compact(rows: list[dict]) -> list[dict]:
+    """Rows of detectors, a column per attack: ``AUC / TPR@5%`` (two decimals; ``*`` the attack the
+    supervised peer was trained on)."""
+    out: dict = {}
+    for r in rows:
+        key = (r["dataset"], r["eps"], r["detector"])
+        row = out.setdefault(key, {"dataset": r["dataset"], "eps": r["eps"], "detector": r["detector"]})
+        row[r["attack"]] = f"{_f(r['auc'])} / {_f(r['tpr_at_5fpr'])}" + ("*" if r["trained on this attack"] else "")
+    return list(out.values())
+
+
+def _f(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def other_benchmark_rows(rows: list[dict]) -> list[dict]:
+    """Our calibrated DR/FPR (%) for untargeted FGSM, BIM and PGD beside the detectors_review benchmark's
+    (Aldahdooh et al. 2022, CIFAR-10, eps 8/256: `paper.other_benchmark`), marked as that benchmark's."""
+    ours = {}
+    for r in rows:
+        if r["attack"].endswith("untargeted"):
+            ours.setdefault(r["detector"], {})[r["attack"].split()[0]] = f"{100 * r['dr']:.1f}/{100 * r['fpr']:.1f}"
+    out = [{"source": f"this project ({rows[0]['model']}, eps {rows[0]['eps']})", "detector": d, **cells}
+           for d, cells in ours.items()] if rows else []
+    for d, cells in paper.other_benchmark()["rows"].items():
+        out.append({"source": paper.other_benchmark()["source"], "detector": d, **cells})
+    return out
+
+
+def best_strategy(rows: list[dict]) -> str:
+    """The CausAdv strategy row with the highest mean ROC-AUC over the attacks of `rows` (ties: table order)."""
+    means = {}
+    for name in STRATEGY_ROWS.values():
+        aucs = [r["auc"] for r in rows if r["detector"] == name and not math.isnan(r["auc"])]
+        if aucs:
+            means[name] = float(np.mean(aucs))
+    if not means:
+        raise ValueError("best_strategy: no strategy row with a ROC-AUC among the rows given")
+    return max(means, key=lambda k: (means[k], -list(STRATEGY_ROWS.values()).index(k)))
+
+
+# ------------------------------------------------------------------------------------------ eps sweep
+#: the rows the eps sweep traces: the best strategy (chosen at the paper's budget), the combined score, MSP
+def sweep_rows(b: Bench, exp: experiment.Experiment, best: str) -> list[dict]:
+    """Per dataset, attack of `config.SWEEP_ATTACKS` (untargeted) and eps of `config.SWEEP_EPS`, on the first
+    ``sweep_images`` correctly classified evaluation images: the attack's success rate and the ROC-AUC of the
+    strategy `best` (chosen beforehand at the paper's budget, `best_strategy`), of the combined score and of
+    maximum softmax probability, on the successful examples paired with their sources."""
+    setup = exp.setup
+    n = config.beyond(setup.profile, setup.dataset).sweep_images
+    names = (best, COMBINED, PEER_ROWS["msp"])
+    clean = scores_of(b, exp.clean.pixels, setup.paper_eps, names)
+    rows = []
+    for attack in config.SWEEP_ATTACKS:
+        for eps in config.SWEEP_EPS:
+            adv = experiment.attacked(setup, AttackKey(attack, False, eps), limit=n)
+            g = experiment.group_of(exp.clean, adv)
+            scored = scores_of(b, g.pixels, eps, names)
+            row = {"dataset": setup.dataset, "model": setup.model, "attack": ATTACK_LABELS[attack],
+                   "eps": eps_label(eps), "eps_value": eps, "attacked": adv.n_attacked, "successful": adv.n_success,
+                   "success rate": adv.success_rate}
+            for name, label in zip(names, ("best strategy", "combined", "max softmax")):
+                row[f"AUC {label}"] = detection_cells(clean[name], scored[name], g.source, exp.clean.correct)["auc"]
+            row["best strategy"] = best
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ 8-bit
+def rounding_rows(exp: experiment.Experiment, eps: float) -> tuple[list[dict], list]:
+    """(rows, groups): per attack at `eps`, the success rate of the float adversarial images, of the same
+    images rounded to uint8 (`attacks.rounded_success`), and, on the first ``sweep_images`` correctly classified
+    images, of the float attack and of the attack that stays on the 8-bit grid (`experiment.attacked` with
+    ``grid=True``); groups: the 8-bit attacks' successful examples, for `peer_rows`."""
+    setup = exp.setup
+    zm = setup.zoo_model()
+    n = config.beyond(setup.profile, setup.dataset).sweep_images
+    rows, groups = [], []
+    for key in setup.keys(eps):
+        full = exp.adversarial[key]
+        rounded = attacks.rounded_success(zm, full.attack_result)
+        sub = experiment.attacked(setup, key, limit=n)
+        grid = experiment.attacked(setup, key, limit=n, grid=True)
+        rows.append({"dataset": setup.dataset, "model": setup.model, "eps": eps_label(eps), "attack": key.label,
+                     "attacked": full.n_attacked, "float": full.success_rate,
+                     "rounded to uint8": _rate(rounded),
+                     "first n": grid.n_attacked, "float (first n)": sub.success_rate,
+                     "8-bit grid (first n)": grid.success_rate})
+        groups.append(experiment.group_of(exp.clean, grid))
+    return rows, groups
