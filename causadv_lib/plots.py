@@ -294,3 +294,57 @@ def attack_example(run, protos, class_names, title: str, attack: str = "pgd"):
                (f"{attack.upper()}: -> {class_names[a]}", res.ci[j]),
                (f"prototype of {class_names[a]}", protos.ci[a] if a in protos.classes else None)]]
     return ci_grid(panels, suptitle=title, width=3.6, height=2.4)
+
+
+def value_matrix(ax, row_names: Sequence[str], col_names: Sequence[str], values, *, title: str | None = None,
+                 vmin: float = 0.0, vmax: float = 1.0, center: float | None = 0.5, cmap: str = "RdBu_r",
+                 fmt: str = "{:.2f}", highlight: Sequence[tuple[int, int]] = ()):
+    """A table of numbers as coloured cells, each written in its cell (NaN: grey, "n/a"), e.g. ROC-AUC of
+    detectors (rows) against attacks (columns), centred at `center` (0.5: chance). `highlight`: (row, col) cells
+    drawn with a black frame (e.g. the attack a supervised detector was trained on)."""
+    v = np.array([[np.nan if x is None else x for x in row] for row in values], np.float64)
+    norm = colors.TwoSlopeNorm(center, vmin, vmax) if center is not None else colors.Normalize(vmin, vmax)
+    cmap_ = plt.get_cmap(cmap).copy()
+    cmap_.set_bad("#dddddd")
+    ax.imshow(np.ma.masked_invalid(v), cmap=cmap_, norm=norm, aspect="auto")
+    for i in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            x = v[i, j]
+            dark = np.isfinite(x) and abs(norm(x) - 0.5) > 0.3
+            ax.text(j, i, "n/a" if not np.isfinite(x) else fmt.format(x), ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+    for i, j in highlight:
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.6))
+    ax.set_xticks(range(len(col_names)), [c.replace(" ", "\n", 1) for c in col_names], fontsize=7)
+    ax.set_yticks(range(len(row_names)), row_names, fontsize=7)
+    ax.tick_params(length=0)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def curves(ax, x: Sequence[float], series: dict[str, Sequence[float]], *, xlabel: str, ylabel: str,
+           title: str | None = None, xticklabels: Sequence[str] | None = None, log_x: bool = False,
+           ylim: tuple | None = (-0.02, 1.02), reference: float | None = None, styles: dict | None = None):
+    """One line with markers per series over the same x (None or NaN: a gap); `styles[name]`: keyword
+    arguments of that line (colour, line style); `reference`: a dotted horizontal line."""
+    if reference is not None:
+        ax.axhline(reference, color="#888888", linewidth=0.7, linestyle=":")
+    for k, (name, ys) in enumerate(series.items()):
+        y = np.array([np.nan if u is None else u for u in ys], np.float64)
+        ax.plot(x, y, marker="os^Dv<>"[k % 7], markersize=4, linewidth=1.2, label=name,
+                **(styles or {}).get(name, {}))
+    if log_x:
+        ax.set_xscale("log", base=2)
+    if xticklabels is not None:
+        ax.set_xticks(list(x), list(xticklabels), fontsize=7)
+        ax.minorticks_off()
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, linewidth=0.5)
+    ax.legend(fontsize=6, frameon=False)
+    return ax

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import attacks, config, experiment, metrics, paper
-from ..detector import SCORES, CausAdvDetector
+from ..detector import CausAdvDetector
 from ..peers import FeatureSqueezingDetector, MahalanobisDetector, MaxSoftmaxDetector, SubsetScanDetector
-from ..vocab import ATTACK_LABELS, AttackKey, eps_label
+from ..vocab import ATTACK_LABELS, DATASET_LABELS as DATASET_LABEL, AttackKey, eps_label
 
 __all__ = ["ROWS", "PEER_ROWS", "STRATEGY_ROWS", "COMBINED", "SUPERVISED_ON", "Bench", "bench", "scores_of",
            "peer_rows", "compact", "other_benchmark_rows", "best_strategy", "sweep_rows", "rounding_rows",
@@ -202,6 +202,18 @@ def compact(rows: list[dict]) -> list[dict]:
     return list(out.values())
 
 
+def matrix(rows: list[dict], value: str = "auc") -> tuple[list[str], list[str], list[list[float]], list[tuple]]:
+    """(detectors, attacks, values[detector][attack], highlighted (i, j) cells: the supervised peer's training
+    attack) of one table's rows, for `plots.value_matrix`."""
+    names = list(dict.fromkeys(r["detector"] for r in rows))
+    cols = list(dict.fromkeys(r["attack"] for r in rows))
+    cell = {(r["detector"], r["attack"]): r for r in rows}
+    values = [[cell[(n, c)][value] if (n, c) in cell else math.nan for c in cols] for n in names]
+    marked = [(i, j) for i, n in enumerate(names) for j, c in enumerate(cols)
+              if (n, c) in cell and cell[(n, c)]["trained on this attack"]]
+    return names, cols, values, marked
+
+
 def _f(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
@@ -281,3 +293,97 @@ def rounding_rows(exp: experiment.Experiment, eps: float) -> tuple[list[dict], l
                      "8-bit grid (first n)": grid.success_rate})
         groups.append(experiment.group_of(exp.clean, grid))
     return rows, groups
+
+
+# ------------------------------------------------------------------------------------------ conclusion
+def _mean(xs) -> float:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(xs)) if xs else math.nan
+
+
+def _by_setting(rows: list[dict]) -> dict:
+    out: dict = {}
+    for r in rows:
+        out.setdefault((r["dataset"], r["eps"]), []).append(r)
+    return out
+
+
+def _setting_summary(rows: list[dict]) -> dict:
+    """Mean ROC-AUC per detector; the best strategy, the best peer; wins of the combined detector."""
+    auc = {d: _mean(r["auc"] for r in rows if r["detector"] == d) for d in dict.fromkeys(r["detector"] for r in rows)}
+    strategies_ = {d: a for d, a in auc.items() if d in STRATEGY_ROWS.values() and not math.isnan(a)}
+    peers_ = {d: a for d, a in auc.items() if d in PEER_ROWS.values() and not math.isnan(a)}
+    cell = {(r["detector"], r["attack"]): r for r in rows}
+    attacks_ = list(dict.fromkeys(r["attack"] for r in rows))
+    best_peer = max(peers_, key=peers_.get) if peers_ else None
+
+    def wins(a, b):
+        return sum(1 for k in attacks_ if (a, k) in cell and (b, k) in cell
+                   and cell[(a, k)]["auc"] > cell[(b, k)]["auc"])
+    best = best_strategy(rows)
+    weak = [k for k in attacks_ if (COMBINED, k) in cell and not cell[(COMBINED, k)]["auc"] >= 0.6]
+    return {"mean_auc": auc, "best_strategy": best, "best_peer": best_peer, "attacks": len(attacks_),
+            "combined_beats_msp": wins(COMBINED, PEER_ROWS["msp"]),
+            "best_strategy_beats_msp": wins(best, PEER_ROWS["msp"]),
+            "combined_beats_best_peer": wins(COMBINED, best_peer) if best_peer else 0,
+            "combined_weak_attacks": weak,
+            "combined_dr": [cell[(COMBINED, k)]["dr"] for k in attacks_ if (COMBINED, k) in cell],
+            "combined_fpr": _mean(cell[(COMBINED, k)]["fpr"] for k in attacks_ if (COMBINED, k) in cell)}
+
+
+def conclusion(peer_rows_: list[dict], adaptive: list[dict], sweep: list[dict], rounding: list[dict],
+               peer_rows_8bit: list[dict], profile: str) -> tuple[list[str], dict]:
+    """Notebook 07's conclusion: (Markdown sentences, record), every number from the rows given."""
+    lines, record = [], {"profile": profile, "settings": {}}
+    if profile != "paper":
+        lines.append(f"*Profile `{profile}`: a handful of images per set; the sentences below are computed as at the "
+                     "paper's scale, but their numbers carry little weight.*\n")
+    for (d, e), rows in _by_setting(peer_rows_).items():
+        s = _setting_summary(rows)
+        m = s["mean_auc"]
+        eight = [r for r in peer_rows_8bit if r["dataset"] == d and r["eps"] == e]
+        s8 = _setting_summary(eight) if eight else None
+        record["settings"][f"{d} {e}"] = {k: v for k, v in s.items()} | (
+            {"mean_auc_8bit": s8["mean_auc"]} if s8 else {})
+        weak = ", ".join(s["combined_weak_attacks"]) or "none"
+        dr = s["combined_dr"]
+        lines.append(
+            f"* **{DATASET_LABEL.get(d, d)}, eps {e}** (mean ROC-AUC over {s['attacks']} attacks): the best CausAdv "
+            f"strategy, {s['best_strategy']}, {_f(m[s['best_strategy']])}; the combined detector {_f(m[COMBINED])}; "
+            f"maximum softmax {_f(m[PEER_ROWS['msp']])}; the best peer, {s['best_peer']}, "
+            f"{_f(m[s['best_peer']]) if s['best_peer'] else 'n/a'}. The combined detector beats maximum softmax on "
+            f"{s['combined_beats_msp']} of {s['attacks']} attacks and the best peer on {s['combined_beats_best_peer']}; "
+            f"its ROC-AUC stays below 0.6 on: {weak}. Calibrated at 5% FPR (realised "
+            f"{100 * s['combined_fpr']:.0f}% on the evaluation images), it flags "
+            f"{100 * min(dr):.0f}-{100 * max(dr):.0f}% of the successful examples."
+            + (f" On 8-bit adversarial examples its mean ROC-AUC is {_f(s8['mean_auc'][COMBINED])}." if s8 else ""))
+    for (d, e), rows in _by_setting(adaptive).items():
+        last = max(rows, key=lambda r: r["iterations"])
+        record["settings"].setdefault(f"{d} {e}", {})["adaptive"] = last
+        lines.append(
+            f"* **Adaptive attacker, {DATASET_LABEL.get(d, d)}, eps {e}** ({last['attacked']} images, "
+            f"{last['iterations']} iterations): it misclassifies and evades the combined detector on "
+            f"{100 * last['success rate']:.0f}% of the images (plain PGD of the same loop: "
+            f"{100 * last['plain success rate']:.0f}%); the detector flags {_pct(last['TPR'])} of its misclassified "
+            f"examples (plain PGD's: {_pct(last['plain TPR'])}); the defended system is right (correct or "
+            f"detected) on {100 * last['defended accuracy']:.0f}%.")
+    for d in dict.fromkeys(r["dataset"] for r in sweep):
+        for attack in dict.fromkeys(r["attack"] for r in sweep if r["dataset"] == d):
+            rows = [r for r in sweep if r["dataset"] == d and r["attack"] == attack]
+            lo, hi = rows[0], rows[-1]
+            lines.append(
+                f"* **Eps sweep, {DATASET_LABEL.get(d, d)}, {attack}**: success {100 * lo['success rate']:.0f}% at "
+                f"{lo['eps']} to {100 * hi['success rate']:.0f}% at {hi['eps']}; ROC-AUC of {lo['best strategy']} "
+                f"{_f(lo['AUC best strategy'])} -> {_f(hi['AUC best strategy'])}, combined {_f(lo['AUC combined'])} -> "
+                f"{_f(hi['AUC combined'])}, maximum softmax {_f(lo['AUC max softmax'])} -> {_f(hi['AUC max softmax'])}.")
+    for (d, e), rows in _by_setting(rounding).items():
+        fl, ro, gr = (_mean(r[k] for r in rows) for k in ("float", "rounded to uint8", "8-bit grid (first n)"))
+        record["settings"].setdefault(f"{d} {e}", {})["rounding"] = {"float": fl, "rounded": ro, "grid": gr}
+        lines.append(f"* **8-bit images, {DATASET_LABEL.get(d, d)}, eps {e}**: mean attack success {100 * fl:.0f}% as "
+                     f"floats, {100 * ro:.0f}% once rounded to uint8, {100 * gr:.0f}% for the attacks that stay on the "
+                     "8-bit grid.")
+    return lines, record
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
