@@ -1,10 +1,14 @@
-"""L-infinity evasion attacks (FGSM, BIM, PGD; untargeted and targeted) through ART, on float pixels.
+"""L-infinity evasion attacks (FGSM, BIM, PGD; untargeted and targeted) through ART, on float pixels or the 8-bit grid.
 
     >>> from causadv_lib import attacks, zoo
     >>> zm = zoo.get("vgg16_bn_cifar10")
     >>> res = attacks.generate(zm, images_uint8, labels=y, attack="pgd", eps=8/255)
     >>> res.adversarial        # (N, 32, 32, 3) float32 pixel values in [0, 255], never rounded
     >>> res.success.mean()     # untargeted: prediction != label; targeted: prediction == target
+    >>> attacks.stored(res.adversarial)            # (N, 32, 32, 3) uint8: the images as they would be saved
+    >>> attacks.rounded_success(zm, res).mean()    # the success that survives that rounding
+    >>> g = attacks.generate(zm, images_uint8, labels=y, attack="pgd", eps=8/255, grid=True)
+    >>> np.array_equal(g.adversarial, attacks.stored(g.adversarial))  # True: on the grid, success as stored
 
 Units. Attacks work on pixel values in [0, 255] at the model's input size (``zoo_model.geometry``
 turns photographs into that); ``eps`` is a fraction of the pixel range, so ``eps=8/255`` allows 8
@@ -14,6 +18,25 @@ map and rebuilt in TensorFlow) sits inside the classifier, so gradients are take
 Adversarial images come back as float32 pixels in the input's units, never rounded to uint8 or JPEG
 (the authors' JPEG round trip partly undid their attacks).
 
+Stored images (8-bit). Every saved image is uint8, and rounding float adversarial pixels undoes many
+attacks (targeted PGD at 8/255 on MobileNetV2: 9 of 9 successes as floats, 1 of 9 once rounded).
+`stored` is the one home of that rounding (``np.rint``, clipped to [0, 255], uint8); `rounded_success`
+is an attack's success on the rounded images. ``generate(..., grid=True)`` runs attacks that stay on
+the 8-bit grid: the clean images must hold integers (uint8 or integer-valued floats; otherwise a
+ValueError), every iterate is rounded to integers after its step and projected into the integer
+eps-ball ``|x_adv - x| <= grid_levels(eps) = floor(255 * eps + 1e-6)`` grey levels within [0, 255],
+so the result is exactly a uint8 image (still returned as float32) and its ``success`` and
+``predicted`` are those of the stored image. The loop of a grid attack is written here, not in ART:
+ART has no per-step rounding (its iterates are floats, and rounding only ART's final answer is
+`rounded_success`). Each step is ART's L-infinity step on the compiled classifier's gradient
+(`CompiledGradientClassifier.canonical_loss_gradient`: ``loss_gradient`` in `runner`'s fixed
+``MICRO_BATCH`` layout, so that an image's result is bit-identical whatever the batch size): ``x +
+eps_step * sign(gradient)`` (minus for targeted attacks; NaN gradients as 0, as ART does), then
+``np.rint``, then the projection. A step below half a grey level rounds back to where it started
+(``eps_step * 255 <= 0.5``: `generate` warns); at the project's budgets (8/255 and 24/255) every step
+is a whole number of grey levels, so grid FGSM and BIM move as the float ones do and grid PGD differs
+by its rounded random start.
+
 Loss. ART's classifier is built on the *logits* (the input of the model's final softmax) with
 cross-entropy from logits: a softmax that saturates to p = 1.0 in float32 (common on the CIFAR
 model) would give a zero gradient through the probabilities, and the attack would silently do
@@ -22,18 +45,19 @@ nothing. Its gradient is computed in a form that keeps its direction under satur
 
 Settings (`SETTINGS`, one table; every value is recorded in the result and in the cache key):
 
-| attack | ART class | eps_step | iterations | random start |
-|---|---|---|---|---|
-| ``fgsm`` | `FastGradientMethod` | eps | 1 | no |
-| ``bim`` | `BasicIterativeMethod` | eps / 8 | 10 | no |
-| ``pgd`` | ART's TensorFlow-v2 `ProjectedGradientDescent` | eps / 4 | 10 | 1 (uniform in the eps-ball) |
+| attack | ART class (``grid=False``) | ``grid=True`` | eps_step | iterations | random start |
+|---|---|---|---|---|---|
+| ``fgsm`` | `FastGradientMethod` | one step, then rounding | eps | 1 | no |
+| ``bim`` | `BasicIterativeMethod` | rounding after every step | eps / 8 | 10 | no |
+| ``pgd`` | ART's TensorFlow-v2 `ProjectedGradientDescent` | rounding after every step | eps / 4 | 10 | 1 (uniform in the eps-ball; on the grid: rounded) |
 
 PGD with a random start is a different attack from BIM (the authors ran ART's PGD with its default
 ``num_random_init=0``, which is BIM). For a TensorFlow-v2 classifier, ART's `ProjectedGradientDescent`
 and `BasicIterativeMethod` both delegate to ``ProjectedGradientDescentTensorFlowV2``; PGD here uses a
 subclass of it whose only change is where the random start comes from: ART draws it from the global
 ``np.random`` per batch, this subclass from ``np.random.default_rng([seed, 1, image index])``, so the
-start of an image depends on (seed, its index) only, not on the batch size or on earlier calls.
+start of an image depends on (seed, its index) only, not on the batch size or on earlier calls. A
+grid PGD draws its start from the same stream (the same numbers for the same image) and rounds it.
 
 Labels. ``labels`` (true classes) are required: untargeted success means the adversarial prediction
 differs from the label; targeted attacks aim at ``target_classes(labels, K, seed)``, a class other
@@ -45,11 +69,13 @@ computes the same gradient in a ``tf.function`` (``benchmarks/attack_speed.py`` 
 
 Caching: results are stored with `causadv_lib.cache` (namespace ``attacks``) under a key of the
 model's weights and architecture, the normalisation, the images, labels, targets, every attack
-parameter, the batch size and the library and ART versions; a hit is bit-identical to recomputing.
+parameter (``grid`` included), the batch size and the library and ART versions; a hit is bit-identical
+to recomputing.
 """
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from dataclasses import asdict, dataclass
 
@@ -66,7 +92,7 @@ from . import keras_graph as kg
 from .pixels import check_images
 
 __all__ = ["SETTINGS", "ATTACKS", "AttackResult", "generate", "target_classes", "art_classifier",
-           "CompiledGradientClassifier", "attack_parameters"]
+           "CompiledGradientClassifier", "attack_parameters", "stored", "rounded_success", "grid_levels"]
 
 #: attack -> (eps_step as a fraction of eps, iterations, random starts). The one place for these values.
 SETTINGS: dict[str, dict] = {
@@ -79,6 +105,8 @@ PIXEL_MAX = 255.0
 #: bumped whenever the computation changes in a way the cache key cannot see
 _IMPL_VERSION = 1
 _PGD_STREAM = 1  # random-start stream: default_rng([seed, _PGD_STREAM, draw, image index])
+#: slack of the integer budget floor(255 * eps + _GRID_SLACK): 8/255 * 255 may come out just below 8
+_GRID_SLACK = 1e-6
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,6 +126,7 @@ class AttackResult:
     targeted: bool
     seed: int
     model: str = ""
+    grid: bool = False        # True: every iterate rounded to the 8-bit grid (`adversarial` holds integers)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -110,7 +139,7 @@ class AttackResult:
     @property
     def params(self) -> dict:
         """Every attack parameter, for reports (eps and eps_step as fractions of the pixel range)."""
-        keep = ("attack", "eps", "eps_step", "max_iter", "num_random_init", "targeted", "seed", "model")
+        keep = ("attack", "eps", "eps_step", "max_iter", "num_random_init", "targeted", "seed", "model", "grid")
         return {k: v for k, v in asdict(self).items() if k in keep} | {"norm": "inf"}
 
 
@@ -119,6 +148,26 @@ def attack_parameters(attack: str, eps: float) -> dict:
     s = SETTINGS[_check_attack(attack)]
     return {"eps_step": float(eps) * s["eps_step_fraction"], "max_iter": s["max_iter"],
             "num_random_init": s["num_random_init"]}
+
+
+def grid_levels(eps: float) -> int:
+    """The integer budget of a grid attack: ``floor(255 * eps + 1e-6)`` grey levels (8 for eps = 8/255)."""
+    return int(math.floor(_check_eps(eps) * PIXEL_MAX + _GRID_SLACK))
+
+
+def stored(adversarial) -> np.ndarray:
+    """Pixels as they would be saved: ``np.rint``, clipped to [0, 255], as uint8 (the one home of that rounding)."""
+    return np.clip(np.rint(np.asarray(adversarial, np.float64)), 0.0, PIXEL_MAX).astype(np.uint8)
+
+
+def rounded_success(zoo_model, result: "AttackResult") -> np.ndarray:
+    """(N,) bool: `result`'s success (as `AttackResult.success` defines it) of the model's prediction on
+    ``stored(result.adversarial)``, the uint8 images; for a ``grid=True`` result it equals ``result.success``."""
+    zm = zoo.resolve(zoo_model)
+    if len(result) == 0:
+        return np.zeros(0, bool)
+    pred = _predict(zm, stored(result.adversarial).astype(np.float32))
+    return _success(pred, result.labels, result.targets, result.targeted)
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -246,6 +295,12 @@ class CompiledGradientClassifier(TensorFlowV2Classifier):
 
         self._compiled_gradient = gradient
 
+    def canonical_loss_gradient(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """``loss_gradient(x, y)`` in `runner`'s canonical layout (compiled calls of exactly ``MICRO_BATCH``
+        images, a short one padded): each image's gradient is bit-identical whatever shares its call."""
+        return runner.fixed_batches(self._compiled_gradient, [np.asarray(x, np.float32), np.asarray(y, np.float32)],
+                                    runner.MICRO_BATCH)[0]
+
     def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):
         if training_mode:
             return super().loss_gradient(x, y, training_mode=True, **kwargs)
@@ -369,9 +424,57 @@ def _run(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack: str
     return adv, pred
 
 
+def _random_start(x: np.ndarray, eps_levels: float, seed: int, first: int) -> np.ndarray:
+    """PGD's start of images ``first, first + 1, ...``: the noise `SeededPGD` draws (the same stream and numbers,
+    uniform in +-eps_levels), added and clipped to [0, 255] in float32 as ART does, then rounded to integers."""
+    noise = np.stack([np.random.default_rng([seed, _PGD_STREAM, 0, first + i]).uniform(-eps_levels, eps_levels,
+                                                                                        x.shape[1:])
+                      for i in range(len(x))]).astype(np.float32)
+    return np.rint(np.clip(x + noise, np.float32(0.0), np.float32(PIXEL_MAX)))
+
+
+def _run_grid(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack: str, eps: float, targeted: bool,
+              seed: int, batch_size: int, progress) -> tuple[np.ndarray, np.ndarray]:
+    """(adversarial float32 integer-valued pixels, predicted int64) of integer-valued `x`: the grid attack (module
+    docstring), batch by batch; each image's result is independent of its batch (canonical-layout gradients)."""
+    clf = art_classifier(zm)
+    goal = targets if targeted else labels
+    onehot = np.eye(zm.num_classes, dtype=np.float32)[goal]
+    p = attack_parameters(attack, eps)
+    k = np.float32(grid_levels(eps))
+    step = np.float32(p["eps_step"] * PIXEL_MAX)
+    direction = np.float32(-1.0 if targeted else 1.0)
+    adv = np.empty_like(x)
+    pred = np.empty(len(x), np.int64)
+    for s in _batches(len(x), batch_size, progress, f"{attack.upper()} (grid) {zm.name}"):
+        e = min(s + batch_size, len(x))
+        x0 = x[s:e]
+        lo, hi = np.maximum(x0 - k, np.float32(0.0)), np.minimum(x0 + k, np.float32(PIXEL_MAX))
+        a = np.clip(_random_start(x0, eps * PIXEL_MAX, seed, s), lo, hi) if p["num_random_init"] else x0.copy()
+        for _ in range(p["max_iter"]):
+            g = clf.canonical_loss_gradient(a, onehot[s:e])
+            g = np.where(np.isnan(g), np.float32(0.0), g)
+            a = np.clip(np.rint(a + step * (direction * np.sign(g))), lo, hi).astype(np.float32)
+        adv[s:e] = a
+        pred[s:e] = _predict(zm, a)
+    return adv, pred
+
+
+def _check_grid_images(x: np.ndarray, name: str) -> None:
+    """grid=True needs clean images on the 8-bit grid: a ValueError naming the first image that is not."""
+    off = np.array([(im != np.rint(im)).any() for im in x], bool)
+    if off.any():
+        i = int(np.flatnonzero(off)[0])
+        where = tuple(int(j) for j in np.argwhere(x[i] != np.rint(x[i]))[0])
+        raise ValueError(f"attack on model {name} with grid=True: images must hold integer pixel values (uint8 or "
+                         f"integer-valued floats), but image {i} has {x[i][where]:g} at {where} "
+                         f"({int(off.sum())} of {len(x)} images are off the grid); round them with attacks.stored "
+                         "first, or use grid=False")
+
+
 def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps: float = 8 / 255,
              targeted: bool = False, seed: int = config.SEED, batch_size: int = 32, cache: bool = True,
-             progress: bool | None = None) -> AttackResult:
+             progress: bool | None = None, grid: bool = False) -> AttackResult:
     """Adversarial examples of `images` against `zoo_model` (a zoo name or `zoo.ZooModel`).
 
     images: (N, H, W, 3) uint8 or float pixel values in [0, 255] at the model's input size
@@ -379,7 +482,9 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     (required). attack: ``fgsm``, ``bim`` or ``pgd`` (settings in `SETTINGS`). eps: L-infinity budget as
     a fraction of the pixel range, in (0, 1]. targeted: aim at `target_classes` (seeded by `seed`);
     seed also draws PGD's random start. cache: reuse/store the result on disk (`causadv_lib.cache`).
-    progress: a progress bar over batches (None: only for runs longer than 2 s).
+    progress: a progress bar over batches (None: only for runs longer than 2 s). grid: stay on the 8-bit
+    grid (module docstring): `images` must hold integers, every iterate is rounded, and the result is exactly
+    representable as uint8, its success that of the stored image.
     """
     zm = zoo.resolve(zoo_model)
     attack = _check_attack(attack)
@@ -387,24 +492,34 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     if not isinstance(targeted, (bool, np.bool_)):
         raise ValueError(f"targeted must be True or False, got {targeted!r}")
     targeted = bool(targeted)
+    if not isinstance(grid, (bool, np.bool_)):
+        raise ValueError(f"grid must be True or False, got {grid!r}")
+    grid = bool(grid)
     seed = checks.seed(seed)
     batch_size = checks.positive_int(batch_size, "batch_size")
     x = check_images(images, zm.input_shape, what=f"attack on model {zm.name}")
     y = _check_labels(labels, len(x), zm.num_classes, zm.name)
+    if grid:
+        _check_grid_images(x, zm.name)
     A, b = _affine_normalize(zm)
     targets = target_classes(y, zm.num_classes, seed) if targeted else np.full(len(y), -1, np.int64)
     p = attack_parameters(attack, eps)
-    meta = dict(attack=attack, eps=eps, targeted=targeted, seed=seed, model=zm.name, **p)
+    meta = dict(attack=attack, eps=eps, targeted=targeted, seed=seed, model=zm.name, grid=grid, **p)
+    if grid and p["eps_step"] * PIXEL_MAX <= 0.5:
+        warnings.warn(f"{attack} with grid=True at eps={eps:g}: its step of {p['eps_step'] * PIXEL_MAX:g} grey "
+                      "levels rounds back to where it started, so the attack moves no pixel", stacklevel=2)
     if len(x) == 0:
         return AttackResult(x.copy(), np.zeros(0, bool), np.zeros(0, np.int64), targets, y, **meta)
 
     def compute():
-        adv, pred = _run(zm, x, y, targets, attack, eps, targeted, seed, batch_size, progress)
+        adv, pred = (_run_grid if grid else _run)(zm, x, y, targets, attack, eps, targeted, seed, batch_size,
+                                                  progress)
         return {"adversarial": adv, "predicted": pred}
 
     def wrong(a):
         """Why a cached entry cannot be this attack's result (None: it can): shapes and dtypes, the pixel
-        range, the budget, and the stored predictions against the model's on the stored pixels."""
+        range, the budget, on-grid-ness (grid: integers within the integer budget), and the stored predictions
+        against the model's on the stored pixels."""
         for name, shape, dtype in (("adversarial", x.shape, np.float32), ("predicted", y.shape, np.int64)):
             if a[name].shape != shape or a[name].dtype != dtype:
                 return f"{name} is {a[name].dtype} {a[name].shape}, expected {np.dtype(dtype)} {shape}"
@@ -413,6 +528,10 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
             return "adversarial pixels outside [0, 255] or not finite"
         if np.abs(adv - x).max() > np.float32(eps * PIXEL_MAX) * (1 + 1e-6):
             return f"a perturbation exceeds the budget eps = {eps:g}"
+        if grid and not np.array_equal(adv, np.rint(adv)):
+            return "a grid result holds pixels off the 8-bit grid (not integers)"
+        if grid and np.abs(adv - x).max() > grid_levels(eps):
+            return f"a perturbation exceeds the integer budget of {grid_levels(eps)} grey levels"
         if not np.array_equal(_predict(zm, adv), a["predicted"]):
             return "its predictions differ from the model's on its adversarial pixels"
         return None
@@ -420,6 +539,7 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     if cache:
         got = ccache.cached("attacks", [_model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"],
                                         p["max_iter"], p["num_random_init"], targeted, seed, "inf", batch_size,
+                                        "grid", grid,
                                         zm.input_shape, __version__, art.__version__, _IMPL_VERSION],
                             compute, required=("adversarial", "predicted"), validate=wrong, code=(__name__,))
     else:

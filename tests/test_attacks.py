@@ -344,3 +344,130 @@ def test_pgd_fools_vgg16_bn_cifar10_on_most_evaluation_images():
     assert r.success.mean() >= 0.8, r.success
     f = attacks.generate(zm, images, labels=y, attack="fgsm", eps=8 / 255, cache=False)
     assert f.success.mean() <= r.success.mean(), "the iterative attack is at least as strong as FGSM"
+
+
+# ------------------------------------------------------------------------------ the 8-bit grid (stored images)
+@pytest.fixture(scope="module")
+def cifar_cnn():
+    """The session's small CIFAR CNN shape (untrained, seed 0) as a zoo model on 32 x 32 pixels (x / 255)."""
+    from conftest import cifar_normalize, small_cifar_cnn
+    return zoo.custom(small_cifar_cnn(seed=0, name="grid_cnn"), cifar_normalize, outputs="logits",
+                      normalize=cifar_normalize, name="grid_cnn")
+
+
+@pytest.fixture(scope="module")
+def cifar_images():
+    return np.random.default_rng(11).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+
+
+def _cnn_predict(zm, pixels):
+    return zm.predict_inputs(np.asarray(pixels, np.float32) / np.float32(255.0)).argmax(axis=1)
+
+
+def test_stored_rounds_to_nearest_and_clips_to_uint8():
+    got = attacks.stored(np.array([[-0.4, 0.49, 0.5, 1.5, 2.51, 254.6, 255.0004]], np.float32))
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, [[0, 0, 0, 2, 3, 255, 255]])  # np.rint: halves to even
+    assert attacks.grid_levels(8 / 255) == 8 and attacks.grid_levels(24 / 255) == 24
+    assert attacks.grid_levels(8.5 / 255) == 8
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+@pytest.mark.parametrize("attack", attacks.ATTACKS)
+def test_grid_results_are_uint8_images_within_the_integer_budget(cifar_cnn, cifar_images, attack, targeted):
+    y = _cnn_predict(cifar_cnn, cifar_images)
+    r = attacks.generate(cifar_cnn, cifar_images, labels=y, attack=attack, eps=EPS, targeted=targeted, seed=3,
+                         grid=True, cache=False)
+    adv = r.adversarial
+    assert adv.dtype == np.float32 and adv.shape == cifar_images.shape
+    np.testing.assert_array_equal(adv, attacks.stored(adv))  # integers in [0, 255]: exactly a uint8 image
+    assert np.abs(adv - cifar_images.astype(np.float32)).max() <= 8
+    assert not np.array_equal(adv, cifar_images.astype(np.float32)), "the attack changed nothing"
+    pred = _cnn_predict(cifar_cnn, attacks.stored(adv))
+    np.testing.assert_array_equal(r.predicted, pred)
+    np.testing.assert_array_equal(r.success, (pred == r.targets) if targeted else (pred != y))
+    np.testing.assert_array_equal(attacks.rounded_success(cifar_cnn, r), r.success)
+    assert r.grid and r.params["grid"] is True
+
+
+def test_grid_is_deterministic_and_independent_of_the_batch_size(cifar_cnn, cifar_images):
+    y = _cnn_predict(cifar_cnn, cifar_images)
+    run = lambda attack, x=cifar_images, yy=y, targeted=True, **kw: attacks.generate(  # noqa: E731
+        cifar_cnn, x, labels=yy, attack=attack, targeted=targeted, grid=True, cache=False, **kw).adversarial
+    pgd = run("pgd", batch_size=5)
+    np.testing.assert_array_equal(pgd, run("pgd", batch_size=2))
+    np.testing.assert_array_equal(pgd, run("pgd", batch_size=1))
+    np.random.seed(5)  # the global numpy state plays no part
+    np.testing.assert_array_equal(pgd, run("pgd", batch_size=5))
+    bim = run("bim", batch_size=5)
+    assert not np.array_equal(pgd, bim), "the rounded random start makes PGD differ from BIM"
+    # an image's (untargeted: targets follow the image order) BIM result does not depend on its run's other images
+    np.testing.assert_array_equal(run("bim", targeted=False, batch_size=5)[2:],
+                                  run("bim", x=cifar_images[2:], yy=y[2:], targeted=False, batch_size=2))
+
+
+def test_grid_false_is_arts_plain_attack_and_grid_is_in_the_cache_key(cifar_cnn, cifar_images, monkeypatch):
+    y = _cnn_predict(cifar_cnn, cifar_images)
+    x = cifar_images.astype(np.float32)
+    clf = attacks.art_classifier(cifar_cnn)
+    onehot = np.eye(10, dtype=np.float32)[y]
+    art_bim = attacks.art_attack(clf, "bim", EPS, False, 32).generate(x, onehot)
+    art_bim = np.clip(art_bim, np.maximum(x - np.float32(8.0), 0), np.minimum(x + np.float32(8.0), 255))
+    calls = []
+    for name in ("_run", "_run_grid"):
+        real = getattr(attacks, name)
+        monkeypatch.setattr(attacks, name, lambda *a, _real=real, _n=name, **k: calls.append(_n) or _real(*a, **k))
+    plain = attacks.generate(cifar_cnn, cifar_images, labels=y, attack="bim")
+    np.testing.assert_array_equal(plain.adversarial, art_bim)
+    assert not plain.grid and plain.params["grid"] is False
+    on_grid = attacks.generate(cifar_cnn, cifar_images, labels=y, attack="bim", grid=True)
+    again = attacks.generate(cifar_cnn, cifar_images, labels=y, attack="bim", grid=True)
+    assert calls == ["_run", "_run_grid"], "grid is part of the key; the second grid call is a hit"
+    np.testing.assert_array_equal(on_grid.adversarial, again.adversarial)
+    assert again.grid
+
+
+def test_cached_grid_entries_off_the_grid_are_refused(cifar_cnn, cifar_images, monkeypatch):
+    y = _cnn_predict(cifar_cnn, cifar_images)
+    real = attacks._run_grid
+
+    def off_grid(zm, x, *args, **kwargs):
+        adv, _ = real(zm, x, *args, **kwargs)
+        adv = np.where((adv - x < 7) & (adv < 254), adv + np.float32(0.5), adv).astype(np.float32)
+        return adv, attacks._predict(zm, adv)
+
+    monkeypatch.setattr(attacks, "_run_grid", off_grid)
+    attacks.generate(cifar_cnn, cifar_images, labels=y, attack="fgsm", grid=True)
+    monkeypatch.setattr(attacks, "_run_grid", real)
+    with pytest.warns(RuntimeWarning, match="off the 8-bit grid"):
+        r = attacks.generate(cifar_cnn, cifar_images, labels=y, attack="fgsm", grid=True)
+    np.testing.assert_array_equal(r.adversarial, attacks.stored(r.adversarial))
+
+
+def test_rounded_success_is_the_success_of_the_uint8_images(cifar_cnn, cifar_images):
+    y = _cnn_predict(cifar_cnn, cifar_images)
+    for targeted in (False, True):
+        r = attacks.generate(cifar_cnn, cifar_images, labels=y, attack="pgd", targeted=targeted, cache=False)
+        assert not np.array_equal(r.adversarial, attacks.stored(r.adversarial)), "float PGD is off the grid"
+        pred = _cnn_predict(cifar_cnn, attacks.stored(r.adversarial))
+        want = (pred == r.targets) if targeted else (pred != y)
+        np.testing.assert_array_equal(attacks.rounded_success(cifar_cnn, r), want)
+    empty = attacks.generate(cifar_cnn, cifar_images[:0], labels=y[:0], attack="fgsm", grid=True)
+    assert attacks.rounded_success(cifar_cnn, empty).shape == (0,)
+
+
+def test_grid_refuses_clean_images_off_the_grid_and_warns_of_steps_that_round_away(cifar_cnn, cifar_images):
+    y = _cnn_predict(cifar_cnn, cifar_images)
+    x = cifar_images.astype(np.float32)
+    x[1, 3, 4, 2] += 0.5
+    with pytest.raises(ValueError, match=r"grid=True: images must hold integer pixel values .*image 1 has "
+                                         r"\d+\.5 at \(3, 4, 2\)"):
+        attacks.generate(cifar_cnn, x, labels=y, attack="fgsm", grid=True)
+    with pytest.raises(ValueError, match="grid must be True or False"):
+        attacks.generate(cifar_cnn, cifar_images, labels=y, attack="fgsm", grid="yes")
+    r = attacks.generate(cifar_cnn, np.rint(x), labels=y, attack="fgsm", grid=True, cache=False)  # floats on the grid
+    assert r.grid
+    with pytest.warns(UserWarning, match="rounds back to where it started"):
+        small = attacks.generate(cifar_cnn, cifar_images[:2], labels=y[:2], attack="bim", eps=2 / 255, grid=True,
+                                 cache=False)
+    np.testing.assert_array_equal(small.adversarial, cifar_images[:2].astype(np.float32))
