@@ -120,7 +120,7 @@ class Beyond:
 BEYOND: dict[tuple[str, str], Beyond] = {
     ("smoke", "cifar10"): Beyond(fit_images=300, supervised_images=40, sweep_images=10, adaptive_images=6,
                                  adaptive_iterations=(2, 5, 10)),
-    ("smoke", "imagenet"): Beyond(fit_images=600, supervised_images=20, sweep_images=6, adaptive_images=3,
+    ("smoke", "imagenet"): Beyond(fit_images=400, supervised_images=20, sweep_images=4, adaptive_images=2,
                                   adaptive_iterations=(2, 5, 10)),
     ("paper", "cifar10"): Beyond(fit_images=1000, supervised_images=200, sweep_images=100, adaptive_images=100),
     ("paper", "imagenet"): Beyond(fit_images=1000, supervised_images=100, sweep_images=100, adaptive_images=30),

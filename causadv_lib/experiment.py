@@ -48,7 +48,7 @@ from . import attacks, checks, ci, config, data, preprocess, runner, samples, sp
 from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
-__all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean", "FitSet", "fit_set", "group_of", "attacked",
+__all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean", "FitSet", "fit_set", "group_of", "attacked", "first",
            "prototype_set", "adversarial", "write_sample_list", "paper_command", "run", "clear_memo", "logits", "with_definition", "ModelRun",
            "run_on_model", "TIMINGS", "timing_rows"]
 
@@ -438,9 +438,22 @@ def attacked(setup: Setup, key: AttackKey, *, limit: int | None = None, grid: bo
     None), with CI; ``grid=True``: the attack that stays on the 8-bit grid (`attacks.generate`). The setup's
     own attacks (every image, floats, a budget of the setup) are `adversarial`'s. Memoised; cached on disk."""
     limit = None if limit is None else checks.positive_int(limit, "limit")
-    if limit is None and not grid and key.eps in setup.eps:
-        return adversarial(setup, key, progress)
+    if limit is not None and limit >= _clean(setup).n_correct:
+        limit = None                                # every correct image: the same run as without a limit
+    if not grid and key.eps in setup.eps:
+        full = adversarial(setup, key, progress)
+        return full if limit is None else first(full, limit)
     return _attacked(setup, key, limit, bool(grid), None if progress is None else bool(progress))
+
+
+def first(adv: AdversarialSet, n: int) -> AdversarialSet:
+    """The first `n` attacked images of `adv` (the same results, not a new run)."""
+    cut = slice(0, n)
+    res = dataclasses.replace(adv.attack_result, **{f: getattr(adv.attack_result, f)[cut] for f in
+                                                    ("adversarial", "success", "predicted", "targets", "labels")})
+    ci_res = dataclasses.replace(adv.ci_result, **{f: getattr(adv.ci_result, f)[cut] for f in
+                                                   ("ci", "predicted", "probability", "target")})
+    return AdversarialSet(adv.setup, adv.key, res, ci_res, adv.source[cut])
 
 
 def write_sample_list(exp: "Experiment", directory) -> Path | None:

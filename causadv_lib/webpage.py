@@ -165,6 +165,12 @@ FIGURES = {
                           "causal heatmap, the authors' binary-mask map and Grad-CAM."),
     "fig06_consistency": (None, "Heatmap-consistency score per group (1 - agreement between the sample's own "
                                 "causal map and its prototype's)."),
+    "fig07_peers": (None, "ROC-AUC of every CausAdv strategy, the combined detector and the peers against every "
+                    "attack (successful examples, paired clean sources)."),
+    "fig07_adaptive": (None, "The adaptive attacker against the real detector: attack success, the detector's TPR "
+                       "and the defended system's accuracy against the number of attack iterations."),
+    "fig07_eps_sweep": (None, "Attack success and detection ROC-AUC (best strategy, combined detector, maximum "
+                        "softmax) against the budget eps."),
     "fig08_causal_or_confident": (None, "Strategy scores against confidence baselines: ROC-AUC per attack."),
     "fig08_within_bin": (None, "ROC-AUC of the strategies within bins of equal confidence."),
     "fig09_ci": (None, "CI vectors of your own model's images."),

@@ -83,6 +83,7 @@ for (d, eps), rows in PEERS.items():
     display(Markdown(report.markdown_table(
         detectors.compact(rows), ["detector", *ATTACKS[(d, eps)]],
         caption=f"{EXP[d].setup.label}, eps {eps_label(eps)}: ROC-AUC / TPR at 5% FPR, successful examples only")))
+display(Markdown("\n".join(detectors.not_run_lines(BENCH.values()))))
 
 # %% [markdown]
 # The calibrated detectors' own verdicts, detection rate % / false-positive rate % for the untargeted attacks,

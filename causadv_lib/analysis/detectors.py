@@ -63,7 +63,8 @@ class Bench:
     fit: experiment.FitSet
     causadv: CausAdvDetector
     peers: dict                                     # row key of `PEER_ROWS` -> fitted unsupervised peer
-    supervised: dict = field(default_factory=dict)  # eps -> fitted MahalanobisDetector
+    supervised: dict = field(default_factory=dict)  # eps -> fitted MahalanobisDetector (None: could not be fitted)
+    not_run: dict = field(default_factory=dict)     # row -> why the detector could not be fitted (its cells: NaN)
 
     @property
     def rows(self) -> tuple[str, ...]:
@@ -99,6 +100,12 @@ def bench_lines(benches) -> list[str]:
     return out
 
 
+def not_run_lines(benches) -> list[str]:
+    """Why a detector has no numbers (a Markdown line per setup and detector; empty when all ran)."""
+    return [f"- **{b.setup.label}**: {name} has no numbers here: {why}" for b in benches
+            for name, why in b.not_run.items()]
+
+
 def detector_rows(b: Bench, exp: experiment.Experiment) -> list[dict]:
     """Per CausAdv score and the combined one: its threshold at `config.DETECTOR_FPR` on the fit images and the
     false-positive rate of its flags on the correctly classified evaluation images (never seen by the fit)."""
@@ -127,7 +134,11 @@ def supervised(b: Bench, eps: float) -> MahalanobisDetector:
         res = attacks.generate(zm, b.fit.pixels[ok], labels=b.fit.labels[ok], attack=attack, eps=eps,
                                targeted=targeted, seed=config.SEED, cache=True, progress=False)
         maha = MahalanobisDetector(zm, fpr=config.DETECTOR_FPR)
-        maha.fit(b.fit.pixels, b.fit.labels, x_adv=res.adversarial[res.success])
+        try:
+            maha.fit(b.fit.pixels, b.fit.labels, x_adv=res.adversarial[res.success])
+        except ValueError as err:        # too few images per class for class-conditional Gaussians
+            b.not_run[PEER_ROWS["mahalanobis"]] = str(err)
+            maha = None
         b.supervised[eps] = maha
     return b.supervised[eps]
 
@@ -143,6 +154,8 @@ def scores_of(b: Bench, pixels: np.ndarray, eps: float, names=None) -> dict:
     `pixels` (the supervised peer's at `eps`). Scores are larger = more suspicious; NaN where a strategy
     cannot judge."""
     names = b.rows if names is None else tuple(names)
+    if not len(pixels):
+        return {k: (np.zeros(0), np.zeros(0, bool)) for k in names}
     out = {}
     if set(names) & {*STRATEGY_ROWS.values(), COMBINED}:
         report, _ = b.causadv.detect(pixels)
@@ -151,6 +164,9 @@ def scores_of(b: Bench, pixels: np.ndarray, eps: float, names=None) -> dict:
     for key, label in PEER_ROWS.items():
         if label in names:
             peer = supervised(b, eps) if key == "mahalanobis" else b.peers[key]
+            if peer is None:
+                out[label] = (np.full(len(pixels), np.nan), np.zeros(len(pixels), bool))
+                continue
             rep, flag = peer.detect(pixels)
             out[label] = (rep["score"], flag)
     return {k: out[k] for k in names}
@@ -167,8 +183,9 @@ def detection_cells(clean: tuple, adv: tuple, src: np.ndarray, clean_ok: np.ndar
     c = cs[src]
     judged = ~np.isnan(c) & ~np.isnan(a)
     tpr, _, realised = metrics.tpr_at_fpr(c[judged], a[judged], 0.05) if judged.any() else (math.nan,) * 3
+    ran = not (np.isnan(cs).all() and len(cs))
     return {"n": int(judged.sum()), "auc": metrics.roc_auc(c[judged], a[judged]) if judged.any() else math.nan,
-            "tpr_at_5fpr": tpr, "dr": _rate(af), "fpr": _rate(cf[clean_ok])}
+            "tpr_at_5fpr": tpr, "dr": _rate(af) if ran else math.nan, "fpr": _rate(cf[clean_ok]) if ran else math.nan}
 
 
 def peer_rows(b: Bench, exp: experiment.Experiment, eps: float, groups=None, meta: dict | None = None) -> list[dict]:
@@ -284,7 +301,7 @@ def rounding_rows(exp: experiment.Experiment, eps: float) -> tuple[list[dict], l
     for key in setup.keys(eps):
         full = exp.adversarial[key]
         rounded = attacks.rounded_success(zm, full.attack_result)
-        sub = experiment.attacked(setup, key, limit=n)
+        sub = experiment.attacked(setup, key, limit=n)      # the first n of `full`, not a new run
         grid = experiment.attacked(setup, key, limit=n, grid=True)
         rows.append({"dataset": setup.dataset, "model": setup.model, "eps": eps_label(eps), "attack": key.label,
                      "attacked": full.n_attacked, "float": full.success_rate,
