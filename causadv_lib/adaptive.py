@@ -80,6 +80,10 @@ STEP_SCHEDULE = ((0, 1 / 4), (10, 1 / 8), (50, 1 / 16))
 STREAM = 2
 #: the surrogates' temperature, a fraction of each image's largest |CI|
 TAU = 0.01
+#: S3's narrower temperature (a fraction of each image's largest |CI|): exact zeros are rare among small CIs
+TAU_ZERO = 1e-3
+#: the clean band of each score (percentiles of the clean reference): no penalty inside it
+CLEAN_BAND = (25, 75)
 #: the soft rank's temperature (in units of rho)
 RANK_TAU = 0.05
 #: the default hinge of the margin loss, in logits
@@ -160,7 +164,7 @@ class _Loss:
         self.n = n
         ref = det.reference
         self.scores = det.scores
-        self.median = {k: float(np.median(ref[k])) for k in self.scores}
+        self.band = {k: tuple(float(v) for v in np.percentile(ref[k], CLEAN_BAND)) for k in self.scores}
         self.spread = {k: _spread(ref[k]) for k in self.scores}
         self.two_sided = det.tails == "two-sided"
         self.weight, self.kappa = float(weight), float(kappa)
@@ -176,7 +180,7 @@ class _Loss:
         every = tf.ones_like(pred, tf.bool)
         judged = tf.gather(self.valid, pred)
         out = {"s1": (-tf.reduce_sum(causal, axis=-1), every),
-               "s3": (-tf.reduce_sum(tf.exp(-u * u), axis=-1), every)}
+               "s3": (-tf.reduce_sum(tf.exp(-tf.square(ci / (TAU_ZERO / TAU * tau))), axis=-1), every)}
         rho = tf.matmul(_standardised(ci), self.zp, transpose_b=True)                 # (B, C)
         own = tf.gather(rho, pred, batch_dims=1)
         out["s2_rho"] = (-own, judged)
@@ -194,8 +198,9 @@ class _Loss:
         terms = []
         for k in self.scores:
             s, judged = sur[k]
-            d = (s - self.median[k]) / self.spread[k]
-            d = d if self.two_sided else tf.nn.relu(d)
+            lo, hi = self.band[k]
+            d = tf.nn.relu(s - hi) + (tf.nn.relu(lo - s) if self.two_sided else 0.0)
+            d = d / self.spread[k]
             terms.append(tf.where(judged, d * d, tf.zeros_like(d)))
         return tf.add_n(terms) / len(terms)
 
@@ -203,7 +208,10 @@ class _Loss:
         others = tf.where(tf.one_hot(y, tf.shape(logits)[1]) > 0, tf.constant(-np.inf, logits.dtype), logits)
         margin = tf.gather(logits, y, batch_dims=1) - tf.reduce_max(others, axis=-1)
         loss = tf.maximum(margin, -self.kappa)
-        return loss + self.weight * self.penalty(ci, logits) if self.weight else loss
+        if not self.weight:
+            return loss
+        fooled = tf.stop_gradient(tf.cast(margin < 0, loss.dtype))     # the selective loss (Tramer et al.)
+        return loss + self.weight * fooled * self.penalty(ci, logits)
 
 
 def _step_fn(to_inputs, f, loss):
