@@ -92,7 +92,8 @@ from . import keras_graph as kg
 from .pixels import check_images
 
 __all__ = ["SETTINGS", "ATTACKS", "AttackResult", "generate", "target_classes", "art_classifier",
-           "CompiledGradientClassifier", "attack_parameters", "stored", "rounded_success", "grid_levels"]
+           "CompiledGradientClassifier", "attack_parameters", "stored", "rounded_success", "grid_levels",
+           "PixelInputs", "pixel_inputs", "check_eps", "check_labels", "PIXEL_MAX"]
 
 #: attack -> (eps_step as a fraction of eps, iterations, random starts). The one place for these values.
 SETTINGS: dict[str, dict] = {
@@ -204,6 +205,10 @@ def _check_labels(labels, n: int, num_classes: int, name: str) -> np.ndarray:
     return y
 
 
+#: the checks of eps (a fraction of the pixel range, in (0, 1]) and of true labels, for other attack modules
+check_eps, check_labels = _check_eps, _check_labels
+
+
 def target_classes(labels, num_classes: int, seed: int = config.SEED) -> np.ndarray:
     """Target class of each image: uniform over the classes other than its label, seeded by `seed`.
 
@@ -254,17 +259,33 @@ def _affine_normalize(zm) -> tuple[np.ndarray, np.ndarray]:
     return A0.astype(np.float32), b0.astype(np.float32)
 
 
+class PixelInputs:
+    """Float pixels in [0, 255] -> the model's inputs in TensorFlow: ``x @ A + b`` per pixel, the zoo model's
+    normalisation as `_affine_normalize` reads it (differentiable in the pixels)."""
+
+    def __init__(self, A: np.ndarray, b: np.ndarray):
+        self.A = tf.constant(A)
+        self.b = tf.constant(b)
+
+    def __call__(self, x):
+        return tf.einsum("nhwc,cd->nhwd", tf.cast(x, tf.float32), self.A) + self.b
+
+
+def pixel_inputs(zoo_model) -> PixelInputs:
+    """The TensorFlow map from float pixels in [0, 255] to `zoo_model`'s inputs that the attacks differentiate
+    through (a ValueError where its normalisation is missing or not a per-pixel affine map)."""
+    return PixelInputs(*_affine_normalize(zoo.resolve(zoo_model)))
+
+
 class _PixelLogits:
     """Callable for ART: float pixels in [0, 255] -> logits (the affine normalisation in TensorFlow)."""
 
     def __init__(self, logits_model, A: np.ndarray, b: np.ndarray):
         self.logits_model = logits_model
-        self.A = tf.constant(A)
-        self.b = tf.constant(b)
+        self.to_inputs = PixelInputs(A, b)
 
     def __call__(self, x, training: bool = False):
-        inputs = tf.einsum("nhwc,cd->nhwd", tf.cast(x, tf.float32), self.A) + self.b
-        return self.logits_model(inputs, training=training)
+        return self.logits_model(self.to_inputs(x), training=training)
 
 
 class CompiledGradientClassifier(TensorFlowV2Classifier):

@@ -266,6 +266,21 @@ class CausAdvDetector(EvasionDetector):
         images, and the two halves of those (A: tails, B: the combined threshold)."""
         return dict(self._fitted("counts")["counts"])
 
+    @property
+    def reference(self) -> dict:
+        """{score: the sorted clean reference scores (the combined score's half A)} against which each strategy's
+        tail is taken (`metrics.clean_tail_score` or `metrics.clean_cdf`, by ``tails``)."""
+        f = self._fitted("reference")
+        return {k: f["reference"][j] for j, k in enumerate(self.scores)}
+
+    def key_parts(self) -> list:
+        """Everything a fitted detector's reports depend on, for cache keys of results computed against it: the
+        settings, the model's fingerprint, the prototypes, thresholds and references."""
+        f = self._fitted("key_parts")
+        p = f["prototypes"]
+        return [self._settings(), ccache.model_fingerprint(self.zoo_model.model), p.index, p.ci, p.layer,
+                p.definition, f["t"], f["q"], list(f["reference"])]
+
     # ------------------------------------------------------------------------------------ inputs
     def _inputs(self, x, what: str) -> tuple[np.ndarray, np.ndarray]:
         """(float32 pixels, model inputs) of `x` under the pixel contract at the model's input size."""

@@ -27,7 +27,7 @@ LAYERS = [
     {"keras_graph", "zoo", "runner", "samples"},
     {"ci"},
     {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps", "detector",
-     "peers", "art_imports"},
+     "peers", "art_imports", "adaptive"},
     {"experiment"},
     {"analysis"},
     {"plots", "report", "webpage", "cli"},

@@ -51,7 +51,9 @@ prediction gets exactly 0.0, as with separate forward passes.
 The package, one concept per module: `plan` (the graph around the layer, where the logits are read,
 the closed-form match), `definitions` (the score formulas, one copy for every path), `engine` (the
 compiled engine and the closed-form and generic loops), `naive` (the one-pass-per-filter reference),
-`checks` (input checks). The fixed-batch forward pass is `causadv_lib.runner`; the default CI layer
+`checks` (input checks), `differentiable` (`ci_function`: the CI as a TensorFlow function of the
+inputs, differentiable, for gradient-based attacks). The fixed-batch forward pass is `causadv_lib.runner`;
+the default CI layer
 and the logits rule are `causadv_lib.keras_graph`'s (`default_ci_layer`, `logits_of`).
 
 Example::
@@ -72,6 +74,7 @@ from .. import keras_graph as kg
 from .. import runner
 from ..runner import MICRO_BATCH, check_batch_size
 from . import checks, engine, naive, plan
+from .differentiable import CIFunction, ci_function
 from .checks import METHODS, OUTPUTS
 from .definitions import DEFINITIONS
 from .engine import ELEMENT_BUDGET, HEAD_BUDGET
@@ -80,7 +83,8 @@ from .plan import PATHS
 
 __all__ = ["counterfactual_information", "reference_ablation", "CIResult", "DEFINITIONS", "OUTPUTS", "METHODS",
            "PATHS", "default_layer", "num_filters", "closed_form_pattern", "images_per_call", "layout_key",
-           "check_batch_size", "MICRO_BATCH", "NAIVE_BATCH", "ELEMENT_BUDGET", "HEAD_BUDGET"]
+           "check_batch_size", "MICRO_BATCH", "NAIVE_BATCH", "ELEMENT_BUDGET", "HEAD_BUDGET",
+           "ci_function", "CIFunction"]
 
 #: The default CI layer: `keras_graph.default_ci_layer` (the last convolutional feature map with H x W > 1)
 default_layer = kg.default_ci_layer
