@@ -127,8 +127,28 @@ plt.close(fig)
 ADAPTIVE = [row for d, eps in SETTINGS for row in detectors.adaptive_rows(BENCH[d], EXP[d], eps)]
 display(Markdown(rep.table("table07_adaptive", ADAPTIVE, caption="The adaptive attacker against the real detector")))
 
+# %% [markdown]
+# Per setting, against the number of attack iterations: the attacker's success (misclassified and not flagged),
+# the detector's TPR on the misclassified examples, and the accuracy of the defended system (correct, or
+# detected); solid: the adaptive attacker, dashed: the same loop without the detector term.
+
 # %%
-fig = detectors.adaptive_figure(ADAPTIVE)
+KEYS = list(dict.fromkeys((r["dataset"], r["eps"]) for r in ADAPTIVE))
+fig, axes = plt.subplots(1, len(KEYS), figsize=(4.6 * len(KEYS), 3.8), squeeze=False)
+for ax, (d, e) in zip(axes[0], KEYS):
+    rows = [r for r in ADAPTIVE if (r["dataset"], r["eps"]) == (d, e)]
+    its = [r["iterations"] for r in rows]
+    series, styles = {}, {}
+    for label, key, color in (("attack success", "success rate", "C3"), ("detector TPR", "TPR", "C0"),
+                              ("defended accuracy", "defended accuracy", "C2")):
+        for who, prefix, style in (("adaptive", "", "-"), ("plain", "plain ", "--")):
+            series[f"{label} ({who})"] = [r[prefix + key] for r in rows]
+            styles[f"{label} ({who})"] = {"color": color, "linestyle": style}
+    plots.curves(ax, its, series, xlabel="attack iterations", ylabel="rate", log_x=True,
+                 xticklabels=[str(t) for t in its], styles=styles,
+                 title=f"{DATASET_LABELS[d]}, eps {e} ({rows[0]['attacked']} images)")
+fig.suptitle("An attacker who knows CausAdv, judged by the real detector", fontsize=10)
+fig.tight_layout()
 rep.figure(fig, "fig07_adaptive")
 plt.close(fig)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import attacks, config, experiment, metrics, paper
+from .. import adaptive, attacks, config, experiment, metrics, paper
 from ..detector import CausAdvDetector
 from ..peers import FeatureSqueezingDetector, MahalanobisDetector, MaxSoftmaxDetector, SubsetScanDetector
 from ..vocab import ATTACK_LABELS, DATASET_LABELS as DATASET_LABEL, AttackKey, eps_label
@@ -259,6 +259,34 @@ def best_strategy(rows: list[dict]) -> str:
     if not means:
         raise ValueError("best_strategy: no strategy row with a ROC-AUC among the rows given")
     return max(means, key=lambda k: (means[k], -list(STRATEGY_ROWS.values()).index(k)))
+
+
+# ------------------------------------------------------------------------------------------ adaptive attacker
+def adaptive_rows(b: Bench, exp: experiment.Experiment, eps: float) -> list[dict]:
+    """The adaptive attacker (`adaptive.adaptive_attack`, weight 1) and the same loop without the detector term
+    (weight 0, "plain") on the first ``adaptive_images`` correctly classified evaluation images at `eps`, judged
+    by the real detector (`adaptive.evaluate_adaptive`): one row per iteration count of
+    ``config.beyond(...).adaptive_iterations``."""
+    setup = exp.setup
+    scale = config.beyond(setup.profile, setup.dataset)
+    cs = exp.clean
+    src = np.flatnonzero(cs.correct)[:scale.adaptive_images]
+    x, y = cs.pixels[src], cs.labels[src]
+    judged = {}
+    for name, weight in (("adaptive", 1.0), ("plain", 0.0)):
+        res = adaptive.adaptive_attack(b.causadv, x, y, eps=eps, iterations=scale.adaptive_iterations,
+                                       weight=weight, progress=False)
+        judged[name] = adaptive.evaluate_adaptive(b.causadv, res, y)
+    rows = []
+    for t in scale.adaptive_iterations:
+        a, p = judged["adaptive"][t], judged["plain"][t]
+        rows.append({"dataset": setup.dataset, "model": setup.model, "eps": eps_label(eps), "iterations": t,
+                     "attacked": a["n"], "success rate": a["attack_success"], "misclassified": a["misclassified"],
+                     "TPR": a["tpr"], "defended accuracy": a["defended_accuracy"],
+                     "combined score": a["combined_score"], "plain success rate": p["attack_success"],
+                     "plain misclassified": p["misclassified"], "plain TPR": p["tpr"],
+                     "plain defended accuracy": p["defended_accuracy"], "plain combined score": p["combined_score"]})
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ eps sweep
