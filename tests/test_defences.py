@@ -153,3 +153,74 @@ def test_bad_input_names_the_model_or_the_image(tiny):
         defences.recovered(tiny, x, [0, 1], "none")
     with pytest.raises(ValueError, match="index: expected 3"):
         defences.purify("gaussian_noise", x, index=[0, 1])
+
+
+# ------------------------------------------------------------------------- spatial smoothing, fast path
+def _smoothing_inputs(rng):
+    """Random, tied and structured images of several sizes and dtypes, with the clip values ART accepts."""
+    f = (0.0, 255.0)
+    yield "float32", rng.uniform(0, 255, (3, 16, 16, 3)).astype(np.float32), f
+    yield "odd 5x7", rng.uniform(0, 255, (2, 5, 7, 3)).astype(np.float32), f
+    yield "tiny", rng.uniform(0, 255, (2, 2, 3, 3)).astype(np.float32), f          # smaller than the window
+    yield "1x1", rng.uniform(0, 255, (1, 1, 1, 3)).astype(np.float32), f
+    yield "one channel 9x4", rng.uniform(0, 255, (2, 9, 4, 1)).astype(np.float32), f
+    yield "uint8-valued float", rng.integers(0, 256, (2, 12, 11, 3)).astype(np.float32), f
+    yield "ties", (rng.integers(0, 3, (2, 13, 10, 3)) * 127.5).astype(np.float32), f
+    yield "beyond the clip range", rng.uniform(-1e-3, 255 + 1e-3, (2, 8, 9, 3)), f          # float64
+    yield "uint8", rng.integers(0, 256, (2, 10, 13, 3)).astype(np.uint8), (0, 255)
+    yield "int32 no clip", rng.integers(-5, 300, (1, 7, 6, 2)).astype(np.int32), None
+    structured = np.zeros((2, 20, 17, 3), np.float32)
+    structured[0, :, 8:] = 255.0                                                  # a vertical edge
+    structured[0, 10:, :, 1] = 100.0                                              # a horizontal edge
+    structured[1] = np.add.outer(np.arange(20), np.arange(17))[..., None] * 7.0 % 256  # ramps and wraps
+    structured[1, 3:9, 2:6] = 42.0                                                # a constant block
+    structured[1, ::4, ::3, 2] = 255.0                                            # a grid of bright dots
+    yield "structured", structured, f
+
+
+@pytest.mark.parametrize("window", [2, 3, 7, 1, 4, 5])
+def test_fast_spatial_smoothing_is_bit_identical_to_arts(window):
+    from causadv_lib.art_imports import preprocessor
+
+    for what, x, clip in _smoothing_inputs(np.random.default_rng(window)):
+        art = preprocessor.SpatialSmoothing(window_size=window, clip_values=clip)
+        want = art(x.copy())[0]
+        for got in (defences.median_smooth(x, window, clip), defences.median_smooth(x, window, clip, budget=1),
+                    defences.smooth(art, x)):
+            assert got.dtype == want.dtype and got.shape == want.shape, what
+            assert np.array_equal(got, want), f"window {window}, {what}"
+
+
+def test_purify_routes_spatial_smoothing_through_the_fast_path_with_arts_bits(monkeypatch):
+    x = np.random.default_rng(3).uniform(0, 255, (4, 24, 24, 3)).astype(np.float32)
+    for name in ("spatial_smoothing", "spatial_smoothing_2x2"):
+        p = defences.PURIFIERS[name]
+        want = np.asarray(p.art()(x)[0], np.float32)
+        assert np.array_equal(defences.purify(name, x), want)
+    from causadv_lib.peers import SPATIAL_SMOOTHING_3X3
+
+    assert np.array_equal(defences.purify(SPATIAL_SMOOTHING_3X3, x), SPATIAL_SMOOTHING_3X3.art()(x)[0])
+    calls = []
+    monkeypatch.setattr(defences, "median_smooth", lambda *a, **k: calls.append(a) or a[0])
+    defences.purify("spatial_smoothing", x)
+    assert calls and calls[0][1:] == (7, defences.PIXEL_RANGE)             # ART's window and clip values
+
+
+def test_signed_zeros_and_other_layouts_go_to_art():
+    from causadv_lib.art_imports import preprocessor
+
+    x = np.random.default_rng(4).uniform(0, 255, (2, 9, 9, 3)).astype(np.float32)
+    x[0, :4, :4] = -0.0                                       # equal to 0.0, other bits: ART decides the ties
+    x[1, :4, :4] = 0.0
+    for w in (2, 3, 7):
+        art = preprocessor.SpatialSmoothing(window_size=w, clip_values=(0.0, 255.0))
+        assert np.array_equal(np.signbit(defences.smooth(art, x)), np.signbit(art(x)[0]))
+        assert np.array_equal(defences.smooth(art, x), art(x)[0])
+        with pytest.raises(ValueError, match="ART"):
+            defences.median_smooth(x, w)
+    first = preprocessor.SpatialSmoothing(window_size=3, channels_first=True, clip_values=(0.0, 255.0))
+    xt = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    assert np.array_equal(defences.smooth(first, xt), first(xt)[0])
+    video = np.random.default_rng(5).uniform(0, 255, (1, 2, 6, 6, 3)).astype(np.float32)
+    art = preprocessor.SpatialSmoothing(window_size=3, clip_values=(0.0, 255.0))
+    assert np.array_equal(defences.smooth(art, video), art(video)[0])
