@@ -377,14 +377,31 @@ class MahalanobisDetector(_Peer):
             closest = m.argmin(axis=1) if closest is None else closest
         return np.stack(cols, axis=1), gauss["classes"][closest]
 
+    def _too_few(self, n: int, gauss: int, classes: int, reg: int) -> str | None:
+        """Why `n` training images split into `gauss` Gaussian images of `classes` classes and `reg` regression
+        images cannot fit the detector (None: they can)."""
+        if gauss <= classes or not reg:
+            return (f"{self.name}.fit: too few clean images: {n} outside the calibration part give {gauss} for the "
+                    f"Gaussians ({classes} classes: class-conditional Gaussians need more than one image per class) "
+                    f"and {reg} for the regression (gaussian_split={self.gaussian_split:g}); pass more clean images")
+        return None
+
+    def fit_problem(self, y) -> str | None:
+        """Why `fit` with clean labels `y` would be refused for too few images (None: it would not), known before
+        any adversarial example is made: the per-class split sizes depend on the labels only."""
+        labels = self._labels(y, len(np.asarray(y)))
+        sizes = [(n, int(round(self.holdout * n))) for n in np.unique(labels, return_counts=True)[1]]
+        train = [n - k for n, k in sizes]
+        gauss = [int(round(self.gaussian_split * t)) for t in train]
+        return self._too_few(sum(train), sum(gauss), sum(g > 0 for g in gauss), sum(train) - sum(gauss))
+
     def _learn(self, pix: np.ndarray, labels: np.ndarray, batch_size: int, adv: np.ndarray) -> dict:
         rng = np.random.default_rng([self.seed, 1])
         reg, gpart = _split(labels, self.gaussian_split, rng)
         classes = np.unique(labels[gpart])
-        if gpart.size <= classes.size or not reg.size:
-            raise ValueError(f"{self.name}.fit: too few clean images: {len(pix)} outside the calibration part give "
-                             f"{gpart.size} for the Gaussians and {reg.size} for the regression (gaussian_split="
-                             f"{self.gaussian_split:g}); pass more clean images")
+        problem = self._too_few(len(pix), gpart.size, classes.size, reg.size)
+        if problem:
+            raise ValueError(problem)
         layers = []
         for layer in self.layers:
             f = _pooled(self.zoo_model, pix[gpart], layer)

@@ -243,3 +243,21 @@ def test_bad_input_is_refused_by_name(tiny, fitted):
         FeatureSqueezingDetector(zm, squeezers=["gaussian_noise"])
     with pytest.raises(TypeError, match="unexpected keyword"):
         det.detect(xf[:2], foo=1)
+
+
+@pytest.mark.parametrize("per_class, refused", [(2, True), (4, True), (8, False)])
+def test_mahalanobis_fit_problem_says_beforehand_what_fit_refuses(tiny, per_class, refused):
+    """`fit_problem` (labels only, before any adversarial example is made) agrees with `fit`'s refusal."""
+    zm, xf, yf, _, _ = tiny
+    pick = np.concatenate([np.flatnonzero(yf == c)[:per_class] for c in range(10)])
+    maha = MahalanobisDetector(zm, fpr=0.5)
+    problem = maha.fit_problem(yf[pick])
+    assert (problem is not None) == refused
+    if refused:
+        assert "more than one image per class" in problem
+        with pytest.raises(ValueError) as err:
+            maha.fit(xf[pick], yf[pick], x_adv=xf[:3])
+        assert str(err.value) == problem
+    else:
+        maha.fit(xf[pick], yf[pick], x_adv=xf[:3])
+        assert maha.fitted

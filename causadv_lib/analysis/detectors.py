@@ -128,17 +128,18 @@ def supervised(b: Bench, eps: float) -> MahalanobisDetector:
     eps = float(eps)
     if eps not in b.supervised:
         zm = b.setup.zoo_model()
+        maha = MahalanobisDetector(zm, fpr=config.DETECTOR_FPR)
+        problem = maha.fit_problem(b.fit.labels)
+        if problem:                      # too few images per class for class-conditional Gaussians
+            b.not_run[PEER_ROWS["mahalanobis"]] = problem
+            b.supervised[eps] = None
+            return None
         n = config.beyond(b.setup.profile, b.setup.dataset).supervised_images
         ok = np.flatnonzero(_correct(b))[:n]
         attack, targeted = SUPERVISED_ON
         res = attacks.generate(zm, b.fit.pixels[ok], labels=b.fit.labels[ok], attack=attack, eps=eps,
                                targeted=targeted, seed=config.SEED, cache=True, progress=False)
-        maha = MahalanobisDetector(zm, fpr=config.DETECTOR_FPR)
-        try:
-            maha.fit(b.fit.pixels, b.fit.labels, x_adv=res.adversarial[res.success])
-        except ValueError as err:        # too few images per class for class-conditional Gaussians
-            b.not_run[PEER_ROWS["mahalanobis"]] = str(err)
-            maha = None
+        maha.fit(b.fit.pixels, b.fit.labels, x_adv=res.adversarial[res.success])
         b.supervised[eps] = maha
     return b.supervised[eps]
 
