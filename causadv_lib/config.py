@@ -122,8 +122,8 @@ BEYOND: dict[tuple[str, str], Beyond] = {
                                  adaptive_iterations=(2, 5, 10)),
     ("smoke", "imagenet"): Beyond(fit_images=400, supervised_images=20, sweep_images=4, adaptive_images=2,
                                   adaptive_iterations=(2, 5, 10)),
-    ("paper", "cifar10"): Beyond(fit_images=1000, supervised_images=200, sweep_images=100, adaptive_images=50),
-    ("paper", "imagenet"): Beyond(fit_images=1000, supervised_images=100, sweep_images=100, adaptive_images=20),
+    ("paper", "cifar10"): Beyond(fit_images=1000, supervised_images=100, sweep_images=100, adaptive_images=25),
+    ("paper", "imagenet"): Beyond(fit_images=1000, supervised_images=100, sweep_images=50, adaptive_images=10),
 }
 #: the eps sweep's budgets (fractions of the pixel range) and attacks (untargeted), notebook 07
 SWEEP_EPS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
