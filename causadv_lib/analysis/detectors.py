@@ -377,7 +377,7 @@ def _setting_summary(rows: list[dict]) -> dict:
             "combined_fpr": _mean(cell[(COMBINED, k)]["fpr"] for k in attacks_ if (COMBINED, k) in cell)}
 
 
-def conclusion(peer_rows_: list[dict], adaptive: list[dict], sweep: list[dict], rounding: list[dict],
+def conclusion(peer_rows_: list[dict], attacker: list[dict], sweep: list[dict], rounding: list[dict],
                peer_rows_8bit: list[dict], profile: str) -> tuple[list[str], dict]:
     """Notebook 07's conclusion: (Markdown sentences, record), every number from the rows given."""
     lines, record = [], {"profile": profile, "settings": {}}
@@ -403,16 +403,17 @@ def conclusion(peer_rows_: list[dict], adaptive: list[dict], sweep: list[dict], 
             f"{100 * s['combined_fpr']:.0f}% on the evaluation images), it flags "
             f"{100 * min(dr):.0f}-{100 * max(dr):.0f}% of the successful examples."
             + (f" On 8-bit adversarial examples its mean ROC-AUC is {_f(s8['mean_auc'][COMBINED])}." if s8 else ""))
-    for (d, e), rows in _by_setting(adaptive).items():
+    for (d, e), rows in _by_setting(attacker).items():
         last = max(rows, key=lambda r: r["iterations"])
         record["settings"].setdefault(f"{d} {e}", {})["adaptive"] = last
         lines.append(
             f"* **Adaptive attacker, {DATASET_LABEL.get(d, d)}, eps {e}** ({last['attacked']} images, "
             f"{last['iterations']} iterations): it misclassifies and evades the combined detector on "
-            f"{100 * last['success rate']:.0f}% of the images (plain PGD of the same loop: "
-            f"{100 * last['plain success rate']:.0f}%); the detector flags {_pct(last['TPR'])} of its misclassified "
-            f"examples (plain PGD's: {_pct(last['plain TPR'])}); the defended system is right (correct or "
-            f"detected) on {100 * last['defended accuracy']:.0f}%.")
+            f"{100 * last['success rate']:.0f}% of the images (the same loop without the detector term, a PGD on a "
+            f"margin loss that stops at {adaptive.KAPPA:g} logits: {100 * last['plain success rate']:.0f}%); the "
+            f"detector flags {_pct(last['TPR'])} of its misclassified examples (that loop's: "
+            f"{_pct(last['plain TPR'])}); the defended system is right (correct or detected) on "
+            f"{100 * last['defended accuracy']:.0f}%.")
     for d in dict.fromkeys(r["dataset"] for r in sweep):
         for attack in dict.fromkeys(r["attack"] for r in sweep if r["dataset"] == d):
             rows = [r for r in sweep if r["dataset"] == d and r["attack"] == attack]
