@@ -125,6 +125,10 @@ BEYOND: dict[tuple[str, str], Beyond] = {
     ("paper", "cifar10"): Beyond(fit_images=1000, supervised_images=100, sweep_images=100, adaptive_images=25),
     ("paper", "imagenet"): Beyond(fit_images=1000, supervised_images=100, sweep_images=50, adaptive_images=10),
 }
+#: the datasets notebook 07 runs when none is named, per profile: at the smoke profile (`make test`, which must stay
+#: under 15 minutes on 2 cores) CIFAR-10 only, the ImageNet half (400 fit images at least, for prototypes of
+#: enough classes) costing as much again; a named dataset (``dataset=``) runs at any profile
+BEYOND_DATASETS: dict[str, tuple[str, ...]] = {"smoke": ("cifar10",), "paper": ("cifar10", "imagenet")}
 #: the eps sweep's budgets (fractions of the pixel range) and attacks (untargeted), notebook 07
 SWEEP_EPS: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 SWEEP_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")

@@ -130,3 +130,12 @@ def test_every_setting_has_a_scale():
             assert list(b.adaptive_iterations) == sorted(set(b.adaptive_iterations))
     with pytest.raises(ValueError, match="profile"):
         config.beyond("nope", "cifar10")
+
+
+def test_the_smoke_profile_runs_cifar10_unless_a_dataset_is_named():
+    both = experiment.setups("smoke")
+    run, left = D.setups_of(both, "smoke", None)
+    assert [s.dataset for s in run] == ["cifar10"] and len(left) == 1 and "ImageNet" in left[0]
+    assert [s.dataset for s in D.setups_of(both, "paper", None)[0]] == ["imagenet", "cifar10"]
+    named = experiment.setups("smoke", dataset="imagenet")
+    assert D.setups_of(named, "smoke", "imagenet") == (named, [])

@@ -39,7 +39,7 @@ from ..detector import CausAdvDetector
 from ..peers import FeatureSqueezingDetector, MahalanobisDetector, MaxSoftmaxDetector, SubsetScanDetector
 from ..vocab import ATTACK_LABELS, DATASET_LABELS as DATASET_LABEL, AttackKey, eps_label
 
-__all__ = ["ROWS", "PEER_ROWS", "STRATEGY_ROWS", "COMBINED", "SUPERVISED_ON", "Bench", "bench", "scores_of",
+__all__ = ["setups_of", "ROWS", "PEER_ROWS", "STRATEGY_ROWS", "COMBINED", "SUPERVISED_ON", "Bench", "bench", "scores_of",
            "peer_rows", "compact", "other_benchmark_rows", "best_strategy", "sweep_rows", "rounding_rows",
            "conclusion"]
 
@@ -69,6 +69,18 @@ class Bench:
     @property
     def rows(self) -> tuple[str, ...]:
         return (*[STRATEGY_ROWS[k] for k in self.causadv.scores], COMBINED, *PEER_ROWS.values())
+
+
+def setups_of(setups, profile: str, dataset: str | None) -> tuple[tuple, list[str]]:
+    """(the setups notebook 07 runs, a Markdown line per setup it leaves out): with no dataset named, those of
+    `config.BEYOND_DATASETS` at `profile`; a named dataset always runs."""
+    if dataset is not None:
+        return tuple(setups), []
+    keep = config.BEYOND_DATASETS.get(profile, tuple(s.dataset for s in setups))
+    run = tuple(s for s in setups if s.dataset in keep)
+    left = [f"- {s.label}: not run at the `{profile}` profile (`config.BEYOND_DATASETS`; name it with "
+            f"`dataset='{s.dataset}'`, or run the paper profile)" for s in setups if s.dataset not in keep]
+    return run, left
 
 
 @functools.cache
