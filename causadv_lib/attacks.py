@@ -18,8 +18,9 @@ map and rebuilt in TensorFlow) sits inside the classifier, so gradients are take
 Adversarial images come back as float32 pixels in the input's units, never rounded to uint8 or JPEG
 (the authors' JPEG round trip partly undid their attacks).
 
-Stored images (8-bit). Every saved image is uint8, and rounding float adversarial pixels undoes many
-attacks (targeted PGD at 8/255 on MobileNetV2: 9 of 9 successes as floats, 1 of 9 once rounded).
+Stored images (8-bit). Every saved image is uint8, and rounding float adversarial pixels can undo an
+attack (notebook 07's ``table07_rounding`` measures it per attack: at the project's budgets it changed no
+success rate).
 `stored` is the one home of that rounding (``np.rint``, clipped to [0, 255], uint8); `rounded_success`
 is an attack's success on the rounded images. ``generate(..., grid=True)`` runs attacks that stay on
 the 8-bit grid: the clean images must hold integers (uint8 or integer-valued floats; otherwise a
@@ -357,6 +358,14 @@ def art_classifier(zoo_model, compiled: bool = True):
 
 
 # ------------------------------------------------------------------------------------- ART attacks
+def _start_noise(shape: tuple, n: int, eps_levels: float, seed: int, draw: int, first: int) -> np.ndarray:
+    """(n, *shape) float32 random-start noise, uniform in +-eps_levels, of images ``first .. first + n - 1``: image
+    i's from ``np.random.default_rng([seed, _PGD_STREAM, draw, i])`` (the one PGD random-start stream)."""
+    return np.stack([np.random.default_rng([seed, _PGD_STREAM, draw, first + i]).uniform(-eps_levels, eps_levels,
+                                                                                        tuple(shape))
+                     for i in range(n)]).astype(np.float32)
+
+
 def _seeded_pgd_class():
     class SeededPGD(ProjectedGradientDescentTensorFlowV2):
         """ART's TF-v2 PGD; the random start of image i is drawn from default_rng([seed, 1, draw, offset + i])."""
@@ -368,10 +377,9 @@ def _seeded_pgd_class():
         def _compute_tf(self, x, x_init, y, mask, eps, eps_step, momentum, random_init):
             if random_init:
                 first = self.offset + self._batch_id * self.batch_size
-                noise = np.stack([np.random.default_rng([self.seed, _PGD_STREAM, self._draw, first + i])
-                                  .uniform(-eps, eps, tuple(x.shape[1:])) for i in range(int(x.shape[0]))])
+                noise = _start_noise(tuple(x.shape[1:]), int(x.shape[0]), eps, self.seed, self._draw, first)
                 self._draw += 1
-                noise = tf.convert_to_tensor(noise.astype(np.float32))
+                noise = tf.convert_to_tensor(noise)
                 if mask is not None:
                     noise = noise * mask
                 x = tf.clip_by_value(x + noise, *self.estimator.clip_values)
@@ -446,11 +454,9 @@ def _run(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack: str
 
 
 def _random_start(x: np.ndarray, eps_levels: float, seed: int, first: int) -> np.ndarray:
-    """PGD's start of images ``first, first + 1, ...``: the noise `SeededPGD` draws (the same stream and numbers,
-    uniform in +-eps_levels), added and clipped to [0, 255] in float32 as ART does, then rounded to integers."""
-    noise = np.stack([np.random.default_rng([seed, _PGD_STREAM, 0, first + i]).uniform(-eps_levels, eps_levels,
-                                                                                        x.shape[1:])
-                      for i in range(len(x))]).astype(np.float32)
+    """PGD's start of images ``first, first + 1, ...``: the noise `SeededPGD` draws (`_start_noise`, draw 0),
+    added and clipped to [0, 255] in float32 as ART does, then rounded to integers."""
+    noise = _start_noise(x.shape[1:], len(x), eps_levels, seed, 0, first)
     return np.rint(np.clip(x + noise, np.float32(0.0), np.float32(PIXEL_MAX)))
 
 

@@ -48,8 +48,8 @@ from . import attacks, checks, ci, config, data, preprocess, runner, samples, sp
 from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
-__all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean", "FitSet", "fit_set", "group_of", "attacked", "first",
-           "prototype_set", "adversarial", "write_sample_list", "paper_command", "run", "clear_memo", "logits", "with_definition", "ModelRun",
+__all__ = ["Setup", "setup_for", "setups", "CleanSet", "AdversarialSet", "Group", "Experiment", "clean",
+           "FitSet", "fit_set", "group_of", "attacked", "first", "prototype_set", "adversarial", "write_sample_list", "paper_command", "run", "clear_memo", "logits", "with_definition", "ModelRun",
            "run_on_model", "TIMINGS", "timing_rows"]
 
 
@@ -324,9 +324,8 @@ def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability") ->
 def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress,
             grid: bool = False) -> attacks.AttackResult:
     """The attack stage of every pipeline here (seeded with `config.SEED`, cached on disk)."""
-    on_grid = {"grid": True} if grid else {}
     return attacks.generate(zm, pixels, labels=labels, attack=key.attack, eps=key.eps, targeted=key.targeted,
-                            seed=config.SEED, cache=True, progress=progress, **on_grid)
+                            seed=config.SEED, cache=True, progress=progress, grid=grid)
 
 
 @functools.cache

@@ -96,7 +96,9 @@ OTHER_BENCHMARK_FILE = Path(__file__).resolve().with_name("other_benchmark.json"
 @functools.cache
 def other_benchmark() -> Mapping:
     """The detectors_review benchmark's DR/FPR (%) of published detectors (`other_benchmark.json`): ``source``
-    (who measured them, where) and ``rows`` (detector -> {attack: "DR/FPR"}). Another benchmark's numbers, shown
-    beside ours, never compared as if measured here."""
+    (who measured them, where), ``beside`` (the dataset and budget of ours they are shown beside) and ``rows``
+    (detector -> {attack: "DR/FPR"}). Another benchmark's numbers, shown beside ours, never compared as if
+    measured here."""
     data = json.loads(OTHER_BENCHMARK_FILE.read_text())
-    return MappingProxyType({"source": data["source"], "rows": MappingProxyType(data["rows"])})
+    return MappingProxyType({"source": data["source"], "beside": MappingProxyType(data["beside"]),
+                             "rows": MappingProxyType(data["rows"])})

@@ -390,10 +390,9 @@ class MahalanobisDetector(_Peer):
         """Why `fit` with clean labels `y` would be refused for too few images (None: it would not), known before
         any adversarial example is made: the per-class split sizes depend on the labels only."""
         labels = self._labels(y, len(np.asarray(y)))
-        sizes = [(n, int(round(self.holdout * n))) for n in np.unique(labels, return_counts=True)[1]]
-        train = [n - k for n, k in sizes]
-        gauss = [int(round(self.gaussian_split * t)) for t in train]
-        return self._too_few(sum(train), sum(gauss), sum(g > 0 for g in gauss), sum(train) - sum(gauss))
+        train, _ = _split(labels, self.holdout, np.random.default_rng(self.seed))      # as `_calibrate` splits
+        reg, gpart = _split(labels[train], self.gaussian_split, np.random.default_rng([self.seed, 1]))  # `_learn`
+        return self._too_few(train.size, gpart.size, np.unique(labels[train][gpart]).size, reg.size)
 
     def _learn(self, pix: np.ndarray, labels: np.ndarray, batch_size: int, adv: np.ndarray) -> dict:
         rng = np.random.default_rng([self.seed, 1])

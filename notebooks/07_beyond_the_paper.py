@@ -93,8 +93,7 @@ display(Markdown("\n".join(detectors.not_run_lines(BENCH.values()))))
 # models and images: another benchmark's numbers, not run here, shown for scale only).
 
 # %%
-other = [r for (d, eps), rows in PEERS.items() if d == "cifar10" and abs(eps - 8 / 255) < 1e-9
-         for r in detectors.other_benchmark_rows(rows)]
+other = detectors.other_benchmark_rows(PEERS)
 if other:
     display(Markdown(rep.table("table07_other_benchmark", other, ["source", "detector", "FGSM", "BIM", "PGD"],
                                caption="Detection rate % / FPR %, untargeted attacks")))

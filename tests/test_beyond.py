@@ -98,8 +98,9 @@ def test_tables_best_strategy_and_matrix_from_rows():
     compact = {r["detector"]: r for r in D.compact(rows)}
     assert compact[D.COMBINED]["FGSM untargeted"] == "0.95 / 0.47"
     assert compact[D.PEER_ROWS["mahalanobis"]]["PGD untargeted"].endswith("*")
-    other = D.other_benchmark_rows(rows)
+    other = D.other_benchmark_rows({("cifar10", 8 / 255): rows})
     assert any(r["source"].startswith("detectors_review") for r in other)
+    assert D.other_benchmark_rows({("cifar10", 24 / 255): rows}) == []      # not the benchmark's setting
     assert {r["detector"]: r["FGSM"] for r in other if r["source"].startswith("this project")}[D.COMBINED] == "47.5/5.0"
     with pytest.raises(ValueError, match="strategy"):
         D.best_strategy([r for r in rows if r["detector"] == "max softmax"])

@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import adaptive, attacks, config, experiment, metrics, paper
+from . import tables
 from ..detector import CausAdvDetector
 from ..peers import FeatureSqueezingDetector, MahalanobisDetector, MaxSoftmaxDetector, SubsetScanDetector
 from ..vocab import ATTACK_LABELS, DATASET_LABELS as DATASET_LABEL, AttackKey, eps_label
 
-__all__ = ["setups_of", "ROWS", "PEER_ROWS", "STRATEGY_ROWS", "COMBINED", "SUPERVISED_ON", "Bench", "bench", "scores_of",
+__all__ = ["setups_of", "clean_scores", "ROWS", "PEER_ROWS", "STRATEGY_ROWS", "COMBINED", "SUPERVISED_ON", "Bench", "bench", "scores_of",
            "peer_rows", "compact", "other_benchmark_rows", "best_strategy", "sweep_rows", "rounding_rows",
            "conclusion"]
 
@@ -65,6 +66,7 @@ class Bench:
     peers: dict                                     # row key of `PEER_ROWS` -> fitted unsupervised peer
     supervised: dict = field(default_factory=dict)  # eps -> fitted MahalanobisDetector (None: could not be fitted)
     not_run: dict = field(default_factory=dict)     # row -> why the detector could not be fitted (its cells: NaN)
+    clean: dict = field(default_factory=dict)       # eps -> every row's scores on the clean set (`clean_scores`)
 
     @property
     def rows(self) -> tuple[str, ...]:
@@ -121,12 +123,12 @@ def not_run_lines(benches) -> list[str]:
 def detector_rows(b: Bench, exp: experiment.Experiment) -> list[dict]:
     """Per CausAdv score and the combined one: its threshold at `config.DETECTOR_FPR` on the fit images and the
     false-positive rate of its flags on the correctly classified evaluation images (never seen by the fit)."""
-    clean = scores_of(b, exp.clean.pixels[exp.clean.correct], exp.setup.paper_eps,
-                      (*[STRATEGY_ROWS[k] for k in b.causadv.scores], COMBINED))
+    clean = clean_scores(b, exp, exp.setup.paper_eps)
+    ok = exp.clean.correct
     th = b.causadv.thresholds
     rows = []
     for key, name in [*[(k, STRATEGY_ROWS[k]) for k in b.causadv.scores], ("combined", COMBINED)]:
-        sc, flag = clean[name]
+        sc, flag = (v[ok] for v in clean[name])
         t, q = th[key]
         rows.append({"dataset": exp.setup.dataset, "model": exp.setup.model, "score": name,
                      "threshold": t, "tie fraction": q, "requested FPR": config.DETECTOR_FPR,
@@ -185,6 +187,15 @@ def scores_of(b: Bench, pixels: np.ndarray, eps: float, names=None) -> dict:
     return {k: out[k] for k in names}
 
 
+def clean_scores(b: Bench, exp: experiment.Experiment, eps: float) -> dict:
+    """`scores_of` every row on the whole clean set of `exp` (the supervised peer's at `eps`), computed once per
+    eps: the peer tables, the 8-bit tables, the sweep and the detector table all pair their examples with it."""
+    eps = float(eps)
+    if eps not in b.clean:
+        b.clean[eps] = scores_of(b, exp.clean.pixels, eps)
+    return b.clean[eps]
+
+
 def _rate(x: np.ndarray) -> float:
     return float(np.mean(x)) if len(x) else math.nan
 
@@ -195,18 +206,18 @@ def detection_cells(clean: tuple, adv: tuple, src: np.ndarray, clean_ok: np.ndar
     (cs, cf), (a, af) = clean, adv
     c = cs[src]
     judged = ~np.isnan(c) & ~np.isnan(a)
-    tpr, _, realised = metrics.tpr_at_fpr(c[judged], a[judged], 0.05) if judged.any() else (math.nan,) * 3
-    ran = not (np.isnan(cs).all() and len(cs))
-    return {"n": int(judged.sum()), "auc": metrics.roc_auc(c[judged], a[judged]) if judged.any() else math.nan,
-            "tpr_at_5fpr": tpr, "dr": _rate(af) if ran else math.nan, "fpr": _rate(cf[clean_ok]) if ran else math.nan}
+    roc = metrics.detection_row(c[judged], a[judged], 0.05)      # NaN where nothing is judged
+    ran = not (len(cs) and np.isnan(cs).all())                  # a detector that could not be fitted: no verdicts
+    return {"n": int(judged.sum()), "auc": roc["auc"], "tpr_at_5fpr": roc["tpr_at_5fpr"],
+            "dr": _rate(af) if ran else math.nan, "fpr": _rate(cf[clean_ok]) if ran else math.nan}
 
 
 def peer_rows(b: Bench, exp: experiment.Experiment, eps: float, groups=None, meta: dict | None = None) -> list[dict]:
     """One row per (detector, attack) at `eps`: `detection_cells` on each attack's successful examples (`groups`:
-    default the experiment's at `eps`; the 8-bit attacks' with `rounding_groups`)."""
+    default the experiment's at `eps`; the 8-bit attacks' are `rounding_rows`'s)."""
     groups = exp.groups(eps) if groups is None else groups
     clean_all = exp.clean
-    clean = scores_of(b, clean_all.pixels, eps)
+    clean = clean_scores(b, exp, eps)
     rows = []
     for g in groups:
         if g.key is None:
@@ -224,12 +235,8 @@ def peer_rows(b: Bench, exp: experiment.Experiment, eps: float, groups=None, met
 def compact(rows: list[dict]) -> list[dict]:
     """Rows of detectors, a column per attack: ``AUC / TPR@5%`` (two decimals; ``*`` the attack the
     supervised peer was trained on)."""
-    out: dict = {}
-    for r in rows:
-        key = (r["dataset"], r["eps"], r["detector"])
-        row = out.setdefault(key, {"dataset": r["dataset"], "eps": r["eps"], "detector": r["detector"]})
-        row[r["attack"]] = f"{_f(r['auc'])} / {_f(r['tpr_at_5fpr'])}" + ("*" if r["trained on this attack"] else "")
-    return list(out.values())
+    return tables.pivot(rows, ("dataset", "eps", "detector"), lambda r, _: f"{_f(r['auc'])} / {_f(r['tpr_at_5fpr'])}"
+                        + ("*" if r["trained on this attack"] else ""))
 
 
 def matrix(rows: list[dict], value: str = "auc") -> tuple[list[str], list[str], list[list[float]], list[tuple]]:
@@ -248,18 +255,22 @@ def _f(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def other_benchmark_rows(rows: list[dict]) -> list[dict]:
+def other_benchmark_rows(peers: dict) -> list[dict]:
     """Our calibrated DR/FPR (%) for untargeted FGSM, BIM and PGD beside the detectors_review benchmark's
-    (Aldahdooh et al. 2022, CIFAR-10, eps 8/256: `paper.other_benchmark`), marked as that benchmark's."""
+    (Aldahdooh et al. 2022: `paper.other_benchmark`), marked as that benchmark's. `peers`: {(dataset, eps):
+    `peer_rows`}; ours are those of the dataset and budget the benchmark names (``beside``). Empty without them."""
+    bench = paper.other_benchmark()
+    rows = next((r for (d, eps), r in peers.items()
+                 if d == bench["beside"]["dataset"] and eps_label(eps) == bench["beside"]["eps"]), [])
+    if not rows:
+        return []
     ours = {}
     for r in rows:
         if r["attack"].endswith("untargeted"):
             ours.setdefault(r["detector"], {})[r["attack"].split()[0]] = f"{100 * r['dr']:.1f}/{100 * r['fpr']:.1f}"
     out = [{"source": f"this project ({rows[0]['model']}, eps {rows[0]['eps']})", "detector": d, **cells}
-           for d, cells in ours.items()] if rows else []
-    for d, cells in paper.other_benchmark()["rows"].items():
-        out.append({"source": paper.other_benchmark()["source"], "detector": d, **cells})
-    return out
+           for d, cells in ours.items()]
+    return out + [{"source": bench["source"], "detector": d, **cells} for d, cells in bench["rows"].items()]
 
 
 def best_strategy(rows: list[dict]) -> str:
@@ -312,7 +323,7 @@ def sweep_rows(b: Bench, exp: experiment.Experiment, best: str) -> list[dict]:
     setup = exp.setup
     n = config.beyond(setup.profile, setup.dataset).sweep_images
     names = (best, COMBINED, PEER_ROWS["msp"])
-    clean = scores_of(b, exp.clean.pixels, setup.paper_eps, names)
+    clean = clean_scores(b, exp, setup.paper_eps)
     rows = []
     for attack in config.SWEEP_ATTACKS:
         for eps in config.SWEEP_EPS:
