@@ -21,6 +21,7 @@ recomputed; delete the folder to reclaim space. The one entry point for a call s
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import io
@@ -115,6 +116,26 @@ def architecture_fingerprint(model) -> str:
 def model_fingerprint(model) -> str:
     """Hash of everything about a Keras model that a result can depend on: architecture and weights."""
     return key("model", type(model).__qualname__, architecture_fingerprint(model), weights_fingerprint(model))
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def callable_key(fn) -> list | None:
+    """A key part naming a library function (``causadv_lib.preprocess.preprocess_mobilenet_v2``), or a
+    ``functools.partial`` of one with plain arguments (strings, numbers, tuples of these); None for anything
+    else (a lambda, a closure, a function of yours), whose behaviour a name cannot stand for. The function's
+    source is not in the part: pass its module in the ``code`` of `cached`."""
+    args, kwargs = (), {}
+    if isinstance(fn, functools.partial):
+        fn, args, kwargs = fn.func, fn.args, dict(fn.keywords)
+    plain = all(isinstance(a, _PLAIN) or (isinstance(a, tuple) and all(isinstance(b, _PLAIN) for b in a))
+                for a in (*args, *kwargs.values()))
+    if (not isinstance(fn, types.FunctionType) or fn.__closure__ is not None or "<" in fn.__qualname__
+            or not (fn.__module__ or "").startswith(__package__ + ".") or not plain):
+        return None
+    return ["function", fn.__module__, fn.__qualname__, [repr(a) for a in args],
+            {k: repr(v) for k, v in sorted(kwargs.items())}]
 
 
 def path(namespace: str, k: str) -> Path:

@@ -189,7 +189,8 @@ def for_pool(zoo_model, pool, *, limit: int | None = None, definition: str = "pr
     limit: search only `limit` images evenly spread over the pool (pools are class-ordered, so every
     class keeps candidates); None searches the whole pool. `index` and `ids` refer to the pool.
     With `cache`, the result is stored under `config.cache_dir()/prototypes`, keyed by everything it
-    depends on: the model (architecture and weights), its CI layer, the preprocessed input bytes, their
+    depends on: the model (architecture and weights), its CI layer, the inputs (the pool's file hashes and the
+    preprocessing's name when both are known, `ZooModel.inputs_key`, else the preprocessed input bytes), their
     ids, pool indices and labels, the class count, the definition, the CI layout, the library version
     and the source code of `prototypes` and `ci` (`cache.cached`). A corrupted entry is reported with a
     warning, deleted and recomputed. Classes without a correctly classified image among those searched are
@@ -213,25 +214,33 @@ def _for_pool(zoo_model, pool, *, limit, definition, cache, batch_size, progress
                         f"{type(pool).__name__}; for images in an array use prototypes.from_images(zoo_model, "
                         "images, labels)")
     idx = spread(len(pool), limit)
-    images = np.concatenate([zoo_model.preprocess(pool.load(idx[i:i + batch_size]))
-                             for i in range(0, len(idx), batch_size)])
     ids = [pool.ids[i] for i in idx]
     labels = np.asarray(pool.labels, np.int64)[idx]
     num_classes = len(pool.class_names)
 
+    def inputs():
+        return np.concatenate([zoo_model.preprocess(pool.load(idx[i:i + batch_size]))
+                               for i in range(0, len(idx), batch_size)])
+    # the pool's file hashes stand for the inputs when it knows them (no image decoded on a cache hit)
+    inputs_key = zoo_model.inputs_key(pool, idx) if cache else None
+    images = inputs() if inputs_key is None else None
+
     def compute():
+        x = inputs() if images is None else images
         with warnings.catch_warnings():   # for_pool and from_images warn themselves, on a cache hit too
             warnings.simplefilter("ignore", MissingPrototypesWarning)
-            found = select_prototypes(zoo_model.model, images, labels, ids, layer=zoo_model.ci_layer,
+            found = select_prototypes(zoo_model.model, x, labels, ids, layer=zoo_model.ci_layer,
                                       definition=definition, num_classes=num_classes,
                                       batch_size=batch_size, progress=progress)
         found = dataclasses.replace(found, index=np.where(found.index >= 0, idx[np.maximum(found.index, 0)], -1))
         return _to_arrays(found)
 
     if cache:
-        got = ccache.cached("prototypes", [ccache.model_fingerprint(zoo_model.model), zoo_model.ci_layer, images,
-                                           ids, labels, num_classes, idx, definition, _ci.layout_key(), __version__],
-                            compute, required=_ARRAYS, validate=_wrong_arrays, code=(__name__, _ci))
+        got = ccache.cached("prototypes", [ccache.model_fingerprint(zoo_model.model), zoo_model.ci_layer,
+                                           images if inputs_key is None else inputs_key, ids, labels, num_classes,
+                                           idx, definition, _ci.layout_key(), __version__],
+                            compute, required=_ARRAYS, validate=_wrong_arrays,
+                            code=(__name__, _ci, "causadv_lib.data", "causadv_lib.preprocess"))
     else:
         got = compute()
     return _from_arrays(got), len(idx)

@@ -37,6 +37,9 @@ class ImagePool:
     labels: np.ndarray
     class_names: tuple[str, ...]
     _load: Callable[[np.ndarray], list | np.ndarray] = field(repr=False)
+    #: per image, the content hash of the bytes it is decoded from (``"sha256:HEX"`` of its verified file, or
+    #: ``"sha256:HEX/MEMBER"`` inside a verified zip); None when the pool does not know (your own pools)
+    sources: tuple[str, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels, dtype=np.int64)
@@ -46,6 +49,8 @@ class ImagePool:
             raise DataError(f"pool {self.name}: {len(self.ids)} ids (unique required) but {len(labels)} labels")
         if len(labels) and not (0 <= labels.min() and labels.max() < len(self.class_names)):
             raise DataError(f"pool {self.name}: labels outside 0..{len(self.class_names) - 1}")
+        if self.sources is not None and len(self.sources) != len(self.ids):
+            raise DataError(f"pool {self.name}: {len(self.ids)} ids but {len(self.sources)} sources")
 
     @classmethod
     def from_loader(cls, name: str, ids: Sequence[str], labels, class_names: Sequence[str],
@@ -158,6 +163,14 @@ class ImagePool:
                              f"{idx[(idx < -len(self)) | (idx >= len(self))][:5].tolist()}")
         return self._load(idx % max(len(self), 1))
 
+    def fingerprint(self, indices) -> list[str] | None:
+        """The content hashes of the files the images at `indices` are decoded from, in that order (so that a
+        result computed from these images can be keyed without decoding them); None when the pool does not know
+        them (`sources`)."""
+        if self.sources is None:
+            return None
+        return [self.sources[i] for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+
     def index_of(self, ids: Iterable[str]) -> np.ndarray:
         """Positions of `ids` in this pool (int64); unknown ids raise DataError."""
         pos = _positions(self.ids)
@@ -194,6 +207,12 @@ def _file_loader(names: Sequence[str], stack: bool) -> Callable[[np.ndarray], li
     return load
 
 
+def _file_sources(names: Sequence[str]) -> tuple[str, ...]:
+    """The manifest's sha256 of each file (every file is checked against it before it is decoded)."""
+    m = manifest()
+    return tuple(f"sha256:{m[n].sha256}" for n in names)
+
+
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet class names (first comma part of synset_words.txt), index = class id."""
     return tuple(n for _, n in _synsets())
@@ -215,7 +234,7 @@ def _imagenet_prototypes() -> ImagePool:
     if len(ids) != 1000 or [i.split("_", 1)[0] for i in ids] != wnids:
         raise DataError("imagenet/sample-images: sorted file names do not follow synset_words.txt order")
     return ImagePool("imagenet_prototypes", ids, np.arange(1000), imagenet_class_names(),
-                     _file_loader(names, stack=False))
+                     _file_loader(names, stack=False), _file_sources(names))
 
 
 def _imagenet_eval() -> ImagePool:
@@ -231,7 +250,7 @@ def _imagenet_eval() -> ImagePool:
     if missing or len(rows) != 1300:
         raise DataError(f"{e}: {len(rows)} rows (1300 expected); not in the manifest: {missing[:5]}")
     return ImagePool("imagenet_eval", tuple(f for f, _ in rows), np.array([y for _, y in rows]),
-                     imagenet_class_names(), _file_loader(names, stack=False))
+                     imagenet_class_names(), _file_loader(names, stack=False), _file_sources(names))
 
 
 @functools.cache
@@ -267,7 +286,8 @@ def _cifar_pool(name: str, split: str) -> ImagePool:
     def load(idx: np.ndarray) -> np.ndarray:
         path("cifar10_images_zip")  # re-checks (cheaply) that the verified file is still in place
         return _cifar_pixels(split)[idx]  # fancy indexing copies: callers get writable arrays
-    return ImagePool(name, members, labels, CIFAR10_CLASSES, load)
+    zip_sha = entry("cifar10_images_zip").sha256
+    return ImagePool(name, members, labels, CIFAR10_CLASSES, load, tuple(f"sha256:{zip_sha}/{m}" for m in members))
 
 
 def _lossless_pool(kind: str) -> ImagePool:
@@ -275,7 +295,8 @@ def _lossless_pool(kind: str) -> ImagePool:
     ids = tuple(n.rsplit("/", 1)[1] for n in names)
     labels = np.array([int(re.findall(r"\d+", i)[-1]) for i in ids])
     classes = CIFAR10_CLASSES if kind == "cifar10" else imagenet_class_names()
-    return ImagePool(f"lossless_{kind}", ids, labels, classes, _file_loader(names, stack=kind == "cifar10"))
+    return ImagePool(f"lossless_{kind}", ids, labels, classes, _file_loader(names, stack=kind == "cifar10"),
+                     _file_sources(names))
 
 
 #: pool name -> builder; sizes: 1000, 1300, 10000, 10000, 20, 20

@@ -6,8 +6,10 @@ from typing import Callable
 
 import keras
 import numpy as np
+import PIL
 
 from .. import runner
+from ..cache import callable_key
 
 #: the datasets a zoo model can belong to (`ZooModel.dataset`, or None)
 DATASETS = ("imagenet", "cifar10")
@@ -53,6 +55,15 @@ class ZooModel:
         if not len(x):
             return np.zeros((0, self.num_classes), np.float32)
         return runner.probabilities(self.model, x, batch_size=batch_size)  # the one fixed-batch forward pass
+
+    def inputs_key(self, pool, indices) -> list | None:
+        """A cache-key part standing for ``preprocess(pool.load(indices))`` without decoding an image: the
+        content hashes of the pool's files (`ImagePool.fingerprint`) and the name of the preprocessing
+        (`cache.callable_key`), with PIL's version (it resizes). None when either is unknown (a pool or a
+        preprocessing of yours): then key the preprocessed inputs themselves. A result keyed by this part must
+        name ``causadv_lib.data`` and ``causadv_lib.preprocess`` in its cache `code`."""
+        files, pre = pool.fingerprint(indices), callable_key(self.preprocess)
+        return None if files is None or pre is None else ["pool inputs", files, pre, PIL.__version__]
 
     def predict(self, images, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, classes) float32 of uint8 RGB images (preprocessed batch by batch)."""
