@@ -136,6 +136,20 @@ SWEEP_ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
 DETECTOR_FPR = 0.05
 
 
+#: notebook 01's check of the fast CI paths against plain ablation: images per dataset at each profile, and the
+#: filters checked on a layer of more than 512 (an even subset of that many; None: every filter)
+ABLATION_CHECK_IMAGES: dict[str, dict[str, int]] = {"smoke": {"cifar10": 1, "imagenet": 1},
+                                                    "paper": {"cifar10": 8, "imagenet": 2}}
+ABLATION_CHECK_FILTERS: dict[str, int | None] = {"smoke": 64, "paper": None}
+#: notebook 09's scale per profile: images evaluated and attacked, prototype pool searched (None: all), the
+#: fitted head's training images and epochs, the second model's test images; its budget and attacks
+OWN_MODEL_SCALE: dict[str, dict] = {
+    "smoke": {"eval": 8, "proto_limit": 100, "train": 500, "epochs": 20, "cifar_eval": 40},
+    "paper": {"eval": 100, "proto_limit": None, "train": 5000, "epochs": 40, "cifar_eval": 500}}
+OWN_MODEL_EPS = 8 / 255
+OWN_MODEL_ATTACKS: tuple[str, ...] = ("fgsm", "pgd", "bim")
+
+
 def beyond(profile: str, dataset: str) -> Beyond:
     """Notebook 07's scale for `dataset` at `profile` (`BEYOND`)."""
     get_profile(profile)

@@ -221,10 +221,11 @@ for model_name, pool_name, _ in SETUPS:
     zm = zoo.get(model_name)
     pool = data.pool(pool_name)
     sample = samples.for_profile(model_name, pool_name, profile)
-    n_img = 1 if profile == "smoke" else (8 if zm.dataset == "cifar10" else 2)
+    n_img = config.ABLATION_CHECK_IMAGES[profile][zm.dataset]
     x = zm.preprocess(pool.load(pool.index_of(sample.ids[:n_img])))
     K = ci.num_filters(zm.model, zm.ci_layer)
-    filters = None if (profile == "paper" or K <= 512) else samples.subset_indices(K, 64)
+    checked = config.ABLATION_CHECK_FILTERS[profile]
+    filters = None if (checked is None or K <= 512) else samples.subset_indices(K, checked)
     cols = slice(None) if filters is None else filters
     naive = ci.reference_ablation(zm.model, x, zm.ci_layer, filters=filters)
     for method in ("auto", "generic"):

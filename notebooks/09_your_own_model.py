@@ -54,11 +54,11 @@ from causadv_lib.analysis import tables
 
 P = config.get_profile(profile)
 rep = report.Report("09_your_own_model", profile, out_dir=out)
-#: the scale of each profile: images evaluated and attacked, prototype pool searched, head training images
-SCALE = {"smoke": {"eval": 8, "proto_limit": 100, "train": 500, "epochs": 20, "cifar_eval": 40},
-         "paper": {"eval": 100, "proto_limit": None, "train": 5000, "epochs": 40, "cifar_eval": 500}}[profile]
-EPS = 8 / 255
-ATTACKS = ("fgsm", "pgd", "bim")
+# this profile's scale (config.OWN_MODEL_SCALE): images evaluated and attacked, prototype pool searched, head
+# training images and epochs, test images of the second model
+SCALE = config.OWN_MODEL_SCALE[profile]
+EPS = config.OWN_MODEL_EPS
+ATTACKS = config.OWN_MODEL_ATTACKS
 T0 = time.perf_counter()
 print(f"profile={profile}  model={model}  scale={SCALE}  outputs={rep.out_dir}")
 
