@@ -45,6 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import attacks, checks, ci, config, data, preprocess, runner, samples, spread, zoo
+from . import cache as ccache
 from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
 
@@ -485,9 +486,10 @@ def run(setup: Setup, progress: bool = True) -> Experiment:
     keys = setup.keys()
     if progress:
         keys = tqdm(keys, desc=f"attacks {setup.label}", unit="attack")
-    exp = Experiment(setup, clean(setup), prototype_set(setup))
-    for key in keys:
-        exp.adversarial[key] = adversarial(setup, key)
+    with ccache.models_fixed():          # the model's fingerprint once, not once per attack and CI pass
+        exp = Experiment(setup, clean(setup), prototype_set(setup))
+        for key in keys:
+            exp.adversarial[key] = adversarial(setup, key)
     return exp
 
 

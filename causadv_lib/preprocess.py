@@ -180,19 +180,19 @@ def to_unit_range(x: np.ndarray) -> np.ndarray:
     many `keras.applications` models, for a model of your own (`zoo.custom(..., normalize=to_unit_range)`)."""
     x = np.asarray(x)
     check_values(x, "to_unit_range")
-    return (x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
+    return (x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).astype(np.float32, copy=False)
 
 
 def normalize_mobilenet_v2(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], (N, 224, 224, 3) -> x / 127.5 - 1 in [-1, 1]."""
     x = _check_float(x, IMAGENET_SIZE, "mobilenet_v2_imagenet")
-    return (x / np.float32(127.5) - np.float32(1.0)).astype(np.float32)
+    return (x / np.float32(127.5) - np.float32(1.0)).astype(np.float32, copy=False)
 
 
 def normalize_mobilenet_v1(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], (N, 192, 192, 3) -> x / 128 - 1 in [-1, 0.9922] (the TFLite file's input)."""
     x = _check_float(x, MOBILENET_V1_SIZE, "mobilenet_v1_imagenet")
-    return (x / np.float32(128.0) - np.float32(1.0)).astype(np.float32)
+    return (x / np.float32(128.0) - np.float32(1.0)).astype(np.float32, copy=False)
 
 
 def normalize_vgg16_imagenet(x: np.ndarray) -> np.ndarray:
@@ -210,7 +210,7 @@ def vgg16_bn_cifar10_mean_std() -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _standardize(x: np.ndarray, mean, std) -> np.ndarray:
     mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    return ((x / np.float32(255.0) - mean) / std).astype(np.float32)
+    return ((x / np.float32(255.0) - mean) / std).astype(np.float32, copy=False)
 
 
 def normalize_vgg16_bn_cifar10(x: np.ndarray) -> np.ndarray:
@@ -237,11 +237,11 @@ def to_zero_one(x: np.ndarray) -> np.ndarray:
     """Pixel values in [0, 255], any shape -> x / 255 in [0, 1] (float32): models trained on ``x / 255``."""
     x = np.asarray(x)
     check_values(x, "to_zero_one")
-    return (x.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    return (x.astype(np.float32) / np.float32(255.0)).astype(np.float32, copy=False)
 
 
 def _caffe(x: np.ndarray) -> np.ndarray:
-    return (x[..., ::-1] - np.asarray(CAFFE_BGR_MEAN, np.float32)).astype(np.float32)
+    return (x[..., ::-1] - np.asarray(CAFFE_BGR_MEAN, np.float32)).astype(np.float32, copy=False)
 
 
 def to_caffe_bgr(x: np.ndarray) -> np.ndarray:

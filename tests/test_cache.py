@@ -274,3 +274,51 @@ def test_cached_refuses_bad_use(own_cache):
     with pytest.raises(ValueError, match="required"):
         cache.cached("unit", [1], _Compute(), required=("ci",), code=(cache,))
     assert not list(own_cache.glob("unit/*.npz"))
+
+
+def test_cached_validates_each_entry_content_once(own_cache):
+    """`validate` runs once per entry's bytes: not on the hits after a computation or a passed check, and again
+    on an entry whose bytes changed (a replaced file is checked, and refused here)."""
+    compute, seen = _Compute(), []
+
+    def check(arrays):
+        seen.append(arrays["x"].tobytes())
+        return None if arrays["n"][0] == 0 else "n does not start at 0"
+
+    first = cache.cached("unit", [1], compute, code=(cache,), validate=check)
+    assert compute.calls == 1 and seen == []                     # just computed: recorded as validated
+    for _ in range(2):
+        hit = cache.cached("unit", [1], compute, code=(cache,), validate=check)
+        assert hit["x"].tobytes() == first["x"].tobytes()
+    assert compute.calls == 1 and seen == []
+    cache.cached("unit", [2], compute, code=(cache,))           # written without a validator: checked on first use
+    cache.cached("unit", [2], compute, code=(cache,), validate=check)
+    cache.cached("unit", [2], compute, code=(cache,), validate=check)
+    assert compute.calls == 2 and len(seen) == 1
+    (f,) = [p for p in (own_cache / "unit").glob("*.npz")
+            if p.read_bytes() == cache.path("unit", cache.key("unit", [1], ["code", cache.code_hash(cache)])).read_bytes()]
+    np.savez(f, **(dict(first) | {"n": first["n"] + 1}))         # the same key, other bytes, a wrong entry
+    with pytest.warns(RuntimeWarning, match=rf"{f.name}.*n does not start at 0"):
+        again = cache.cached("unit", [1], compute, code=(cache,), validate=check)
+    assert compute.calls == 3 and len(seen) == 2 and again["n"][0] == 0
+
+
+def test_model_fingerprint_once_per_model_inside_models_fixed(monkeypatch):
+    keras.utils.set_random_seed(0)
+    i = keras.Input((4, 4, 3))
+    m = keras.Model(i, keras.layers.Dense(2)(keras.layers.Flatten()(i)))
+    other = keras.models.clone_model(m)
+    calls = []
+    real = cache._model_fingerprint
+    monkeypatch.setattr(cache, "_model_fingerprint", lambda model: calls.append(model) or real(model))
+    fp = cache.model_fingerprint(m)
+    assert cache.model_fingerprint(m) == fp and len(calls) == 2          # outside: every call recomputes
+    with cache.models_fixed():
+        assert [cache.model_fingerprint(x) for x in (m, m, other, m, other)] == [fp, fp, real(other), fp, real(other)]
+        with cache.models_fixed():                                         # nested: the same memo
+            assert cache.model_fingerprint(m) == fp
+    assert len(calls) == 2 + 2                                             # inside: m and other once each
+    w = m.layers[-1].get_weights()
+    w[1][0] += 1.0
+    m.layers[-1].set_weights(w)
+    assert cache.model_fingerprint(m) != fp                               # after the block: a change is seen

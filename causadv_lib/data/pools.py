@@ -264,20 +264,35 @@ def _cifar_split(split: str) -> tuple[tuple[str, ...], np.ndarray]:
     return tuple(members), np.array([CIFAR10_CLASSES.index(m.split("/")[1]) for m in members])
 
 
+class _CifarSplit:
+    """The images of a CIFAR split, each decoded on its first request and kept for the process: a pool of
+    10,000 images of which a notebook shows 100 decodes 100."""
+
+    def __init__(self, split: str):
+        self.members, _ = _cifar_split(split)
+        self.pixels = np.empty((len(self.members), 32, 32, 3), np.uint8)
+        self.decoded = np.zeros(len(self.members), bool)
+
+    def load(self, idx: np.ndarray) -> np.ndarray:
+        """(len(idx), 32, 32, 3) uint8 of members `idx` (a new, writable array)."""
+        idx = np.asarray(idx)
+        todo = np.unique(idx[~self.decoded[idx]]) if idx.size else idx
+        if todo.size:
+            zip_path = path("cifar10_images_zip")
+            with zipfile.ZipFile(zip_path) as zf:
+                for k in todo.tolist():
+                    m = self.members[k]
+                    img = _decode(zf.read(m), f"{m} in {zip_path}")
+                    if img.shape != (32, 32, 3):
+                        raise DataError(f"{m} in {zip_path}: shape {img.shape}, expected (32, 32, 3)")
+                    self.pixels[k] = img
+                    self.decoded[k] = True
+        return self.pixels[idx]  # fancy indexing copies: callers get writable arrays
+
+
 @functools.cache
-def _cifar_pixels(split: str) -> np.ndarray:
-    """All images of a CIFAR split, decoded once per process: (N, 32, 32, 3) uint8, read-only."""
-    members, _ = _cifar_split(split)
-    zip_path = path("cifar10_images_zip")
-    out = np.empty((len(members), 32, 32, 3), np.uint8)
-    with zipfile.ZipFile(zip_path) as zf:
-        for k, m in enumerate(members):
-            img = _decode(zf.read(m), f"{m} in {zip_path}")
-            if img.shape != (32, 32, 3):
-                raise DataError(f"{m} in {zip_path}: shape {img.shape}, expected (32, 32, 3)")
-            out[k] = img
-    out.flags.writeable = False
-    return out
+def _cifar_images(split: str) -> _CifarSplit:
+    return _CifarSplit(split)
 
 
 def _cifar_pool(name: str, split: str) -> ImagePool:
@@ -285,7 +300,7 @@ def _cifar_pool(name: str, split: str) -> ImagePool:
 
     def load(idx: np.ndarray) -> np.ndarray:
         path("cifar10_images_zip")  # re-checks (cheaply) that the verified file is still in place
-        return _cifar_pixels(split)[idx]  # fancy indexing copies: callers get writable arrays
+        return _cifar_images(split).load(idx)
     zip_sha = entry("cifar10_images_zip").sha256
     return ImagePool(name, members, labels, CIFAR10_CLASSES, load, tuple(f"sha256:{zip_sha}/{m}" for m in members))
 
