@@ -224,3 +224,18 @@ def test_signed_zeros_and_other_layouts_go_to_art():
     video = np.random.default_rng(5).uniform(0, 255, (1, 2, 6, 6, 3)).astype(np.float32)
     art = preprocessor.SpatialSmoothing(window_size=3, clip_values=(0.0, 255.0))
     assert np.array_equal(defences.smooth(art, video), art(video)[0])
+
+
+def test_evaluate_without_a_purifier_reuses_the_experiments_predictions(tiny, monkeypatch):
+    """On the experiment's own model, 'none' takes each group's predictions (the CI pass's) instead of a second
+    forward pass; they equal that forward pass's (the same canonical layout)."""
+    exp = _tiny_experiment(tiny)
+    monkeypatch.setattr(exp.setup.__class__, "zoo_model", lambda self: tiny)
+    calls = []
+    real = evaluation.predict
+    monkeypatch.setattr(evaluation, "predict", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    own = evaluation.evaluate(exp, purifiers=("none", "feature_squeezing"))
+    assert "none" not in calls and calls.count("feature_squeezing") == len(own.groups)
+    given = evaluation.evaluate(exp, purifiers=("none",), zm=tiny)   # a model passed in: predicted, as before
+    for g in own.groups:
+        assert np.array_equal(own.predicted[(g, "none")], given.predicted[(g, "none")])

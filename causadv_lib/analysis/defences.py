@@ -50,13 +50,15 @@ def evaluate(exp, eps: float | None = None, purifiers=PAPER_PURIFIERS, *, zm=Non
              progress: bool = False) -> DefenceResult:
     """Every purifier on the clean evaluation set and on each attack's successful examples at `eps`.
 
+    Without a purifier (``none``) on the experiment's own model (`zm` None), the predictions are the groups'
+    (`Group.predicted`, from the CI pass on the same pixels: the same forward pass), not computed again.
     Clean: the correctly classified images of the clean set (the clean set of every comparison; their
     accuracy is 1 without a purifier, and after it the share still classified correctly). Attacks: the successful
     adversarial examples (`AdversarialSet.success`), recovered when predicted as their source's true
     class. Noise is indexed by the clean-set index, so an image and its adversarial examples share it.
     """
     eps = exp.setup.paper_eps if eps is None else float(eps)
-    own = zm is None or zm is exp.setup.zoo_model()
+    own = zm is None                     # the experiment's model, whose predictions its groups hold
     zm = exp.setup.zoo_model() if zm is None else zm
     names = tuple(get(p).name for p in purifiers)
     res = DefenceResult(exp.setup, eps, names)
