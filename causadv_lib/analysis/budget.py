@@ -14,7 +14,9 @@ What is counted is what cannot be skipped: each attack's gradient steps (`attack
 per image judged, one forward pass per purified image and purifier (not for ``none``: the experiment knows
 those predictions), the plain ablation's K + 1 passes per image checked, prototypes once (notebook 01, whose
 cache the experiment reads), an attack run once however many notebooks read it, a clean image decoded once
-per notebook that shows it. Work that is not a model pass (plots, tables, fitting a logistic regression) is
+per notebook that shows it. The adaptive attacker's steps are counted in whole micro-batches of
+`runner.MICRO_BATCH` images (its canonical layout, which makes an image's result independent of the others:
+10 images take the 16 slots of one call). Work that is not a model pass (plots, tables, fitting a logistic regression) is
 not counted, so the bound is a floor: a notebook's measured time over it is at least 1.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .. import attacks, config, data, defences, experiment, peers
+from .. import attacks, config, data, defences, experiment, peers, runner
 from ..ci import num_filters
 from ..zoo import evaluate
 
@@ -158,12 +160,14 @@ def _beyond(profile: str, exp, succ: dict) -> list[Item]:
         add("gradient", sup * steps("pgd"), f"Mahalanobis training PGD, eps {eps:.4f}")
         add("activations", 2 * sup, f"Mahalanobis features, eps {eps:.4f}")
         T = max(b.adaptive_iterations)
-        add("ci_gradient", adaptive_n * T, f"adaptive attacker, eps {eps:.4f}")
-        add("gradient", adaptive_n * T, f"the plain margin-loss loop, eps {eps:.4f}")
+        slots = runner.round_up(adaptive_n, runner.MICRO_BATCH)   # each step runs whole canonical micro-batches
+        add("ci_gradient", slots * T, f"adaptive attacker, eps {eps:.4f}")
+        add("gradient", slots * T, f"the plain margin-loss loop, eps {eps:.4f}")
         add("ci", 2 * adaptive_n * len(b.adaptive_iterations), f"judging the adaptive iterates, eps {eps:.4f}")
-        for k in s.keys(eps):          # the 8-bit attacks (grid) and the rounded float attacks, judged by CI
+        for k in s.keys(eps):          # every float attack's images rounded to uint8, predicted; the 8-bit attacks
+            add("forward", c, f"{k.full_label} rounded to uint8")      # (grid) on the first images, judged by CI
             add("gradient", sweep_n * steps(k.attack), f"8-bit {k.full_label}")
-            add("ci", 2 * sweep_n, f"8-bit {k.full_label}, grid and rounded")
+            add("ci", sweep_n, f"8-bit {k.full_label}")
     for eps in config.SWEEP_EPS:
         if any(abs(eps - e) < 1e-12 for e in s.eps):
             continue                   # the experiment's own budgets: its first images, not a new run
