@@ -388,8 +388,11 @@ def fit_set(setup: Setup, n: int | None = None) -> FitSet:
 @functools.cache
 def _prototype_set(setup: Setup, definition: str) -> protos.Prototypes:
     prof = config.get_profile(setup.profile)
-    stage = "prototypes" if definition == "probability" else f"prototypes ({definition})"
-    with _timed(setup, stage, setup.prototype_pool):
+    if definition != "probability":     # the same images: only their CI vectors under the definition
+        base = _prototype_set(setup, "probability")
+        with _timed(setup, f"prototypes ({definition})", setup.prototype_pool):
+            return protos.with_definition(base, _zoo(setup), data.pool(setup.prototype_pool), definition)
+    with _timed(setup, "prototypes", setup.prototype_pool):
         return protos.for_pool(_zoo(setup), data.pool(setup.prototype_pool),
                                limit=prof.prototype_pool_limit, definition=definition, cache=True)
 

@@ -271,6 +271,23 @@ def _wrong_arrays(a: dict) -> str | None:
     return None
 
 
+def with_definition(found: Prototypes, zoo_model, pool, definition: str, *, cache: bool = True,
+                    batch_size: int = 64, progress: bool | None = None) -> Prototypes:
+    """`found` (prototypes of `zoo_model` over `pool`, `for_pool`) with its CI vectors under `definition`: the
+    same images, since the choice ranks p_c, which no CI definition changes, and only their CI vectors computed
+    (C images, not the pool's forward pass again); equal to ``for_pool(zoo_model, pool, definition=definition)``
+    with the same limit."""
+    if definition == found.definition:
+        return found
+    have = np.flatnonzero(found.index >= 0)
+    ci = np.full_like(found.ci, np.nan)
+    if len(have):
+        x = np.asarray(zoo_model.preprocess(pool.load(found.index[have])), np.float32)
+        ci[have] = _ci.counterfactual_information(zoo_model.model, x, found.layer, target=have, definition=definition,
+                                                  batch_size=batch_size, cache=cache, progress=progress).ci
+    return dataclasses.replace(found, ci=ci, definition=definition)
+
+
 def from_images(zoo_model, images, labels, ids=None, *, definition: str = "probability", cache: bool = False,
                 batch_size: int = 64, progress: bool | None = None) -> Prototypes:
     """The prototypes of `zoo_model` among your own images: uint8 RGB images and their labels in,

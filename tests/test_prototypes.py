@@ -179,3 +179,28 @@ def test_no_warning_when_every_class_has_a_prototype():
         warnings.simplefilter("error", MissingPrototypesWarning)
         pr = select_prototypes(model, x, [0, 1, 0], ["a", "b", "c"], layer="act")
     assert pr.missing == () and pr.index.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("definition", ["log_probability", "logit"])
+def test_with_definition_equals_a_search_under_that_definition(tmp_path, monkeypatch, definition):
+    """The prototypes under another CI definition are the same images with their CI vectors recomputed: bit for
+    bit what a whole new search under that definition gives (limit and missing classes included)."""
+    from causadv_lib import prototypes
+    from causadv_lib.data import ImagePool
+
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
+    zm = _zoo_model()
+    imgs = np.random.default_rng(5).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
+    labels = zm.predict(imgs).argmax(1)
+    labels[labels == labels[0]] = (labels[0] + 1) % 4        # one class never correct: a missing prototype
+    pool = ImagePool.from_arrays(imgs, labels, zm.class_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingPrototypesWarning)
+        base = prototypes.for_pool(zm, pool, limit=30, cache=False)
+        want = prototypes.for_pool(zm, pool, limit=30, definition=definition, cache=False)
+    got = prototypes.with_definition(base, zm, pool, definition, cache=False)
+    assert got.definition == definition and got.missing == want.missing and len(got.missing) >= 1
+    for f in ("index", "probability", "ci"):
+        assert getattr(got, f).tobytes() == getattr(want, f).tobytes(), f
+    assert got.ids == want.ids and got.layer == want.layer
+    assert prototypes.with_definition(base, zm, pool, "probability") is base
