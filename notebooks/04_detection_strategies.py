@@ -61,8 +61,8 @@ rep = report.Report("04_detection_strategies", profile, out_dir=out)
 SETUPS = experiment.setups(profile, imagenet_model=imagenet_model, cifar_model=cifar_model, model=model,
                           dataset=dataset, normalize=normalize)
 EXP = {s.dataset: experiment.run(s, progress=False) for s in SETUPS}
-TABLES = tables.paper_tables(EXP.values())
 COUNTS = {(d, eps): tables.strategy_results(exp, eps) for d, exp in EXP.items() for eps in exp.setup.eps}
+TABLES = tables.paper_tables(EXP.values(), COUNTS)
 for (d, eps), res in COUNTS.items():
     missing = len(EXP[d].prototypes.missing)
     uncounted = tables.uncounted(res)
@@ -171,7 +171,7 @@ display(Markdown("\n".join(reasons)))
 # only so that at most 5% of them are flagged. Each clean image is its adversarial examples' source.
 
 # %%
-roc_rows = [row for exp in EXP.values() for row in tables.detection_rows(exp)]
+roc_rows = [row for exp in EXP.values() for row in tables.detection_rows(exp, COUNTS)]
 rep.table("table04_roc", roc_rows)
 compact, compact_columns = tables.roc_summary(roc_rows, SETUPS[0])
 
@@ -192,7 +192,7 @@ display(Markdown(text))
 
 # %%
 for d, exp in EXP.items():
-    fig = plots.roc_grid(tables.roc_curves(exp), [SCORE_NAMES[v] for v in ROC_VARIANTS],
+    fig = plots.roc_grid(tables.roc_curves(exp, COUNTS), [SCORE_NAMES[v] for v in ROC_VARIANTS],
                          [k.label for k in exp.setup.keys(exp.setup.paper_eps)],
                          suptitle=f"{exp.setup.label}: ROC of each strategy score, clean vs successful adversarial")
     rep.figure(fig, f"fig04_roc_{d}")

@@ -111,16 +111,21 @@ def paper_rows(exp, variants, eps: float | None = None, table: paper.PaperTable 
     return rows
 
 
-def paper_tables(experiments) -> dict:
+def paper_tables(experiments, counts: dict | None = None) -> dict:
     """{table file: (rows, columns)} of every table of `PAPER_TABLES` over `experiments` and their budgets,
-    with the paper's numbers beside ours where the paper reports the (dataset, budget)."""
+    with the paper's numbers beside ours where the paper reports the (dataset, budget). `counts`: {(dataset,
+    eps): `strategy_results`} already computed (else computed here, once per dataset and budget)."""
+    counts = {} if counts is None else counts
+    results = {(exp.setup.dataset, eps): strategy_results(exp, eps) if counts.get((exp.setup.dataset, eps)) is None
+               else counts[(exp.setup.dataset, eps)]
+               for exp in experiments for eps in exp.setup.eps}
     out = {}
     for name, table, variants in PAPER_TABLES:
         rows = []
         for exp in experiments:
             for eps in exp.setup.eps:
                 t = paper.table_for(table, exp.setup.dataset, eps) if table else None
-                rows += paper_rows(exp, list(variants), eps, table=t)
+                rows += paper_rows(exp, list(variants), eps, table=t, results=results[(exp.setup.dataset, eps)])
         paper_cols = (["paper N"] + [f"paper {v}" for v in variants]) if table else []
         out[name] = (rows, ["dataset", "eps", "samples", "N", *variants, *paper_cols])
     return out
@@ -330,11 +335,12 @@ def roc_row(meta: dict, clean_scores, adv_scores) -> dict:
                          "tpr@5%fpr": _round(d["tpr_at_5fpr"]), "realised fpr": _round(d["realised_fpr"])}
 
 
-def detection_rows(exp) -> list[dict]:
-    """ROC rows: every ROC variant x attack x budget: AUC and TPR at 5% FPR (threshold on clean only)."""
+def detection_rows(exp, counts: dict | None = None) -> list[dict]:
+    """ROC rows: every ROC variant x attack x budget: AUC and TPR at 5% FPR (threshold on clean only).
+    `counts`: {(dataset, eps): `strategy_results`} already computed (else computed here)."""
     rows = []
     for eps in exp.setup.eps:
-        sc = scores(exp, eps)
+        sc = scores(exp, eps, (counts or {}).get((exp.setup.dataset, eps)))
         for v in ROC_VARIANTS:
             for key in exp.setup.keys(eps):
                 if key not in exp.adversarial:
@@ -373,11 +379,12 @@ def roc_extremes(roc_rows: list[dict]) -> tuple[dict, str]:
     return {"best": best, "worst": worst, "auc_below_half": below, "rated": len(have)}, text
 
 
-def roc_curves(exp) -> dict:
-    """{(score name, attack label): [(legend, fpr, tpr) per budget]} for `plots.roc_grid`."""
+def roc_curves(exp, counts: dict | None = None) -> dict:
+    """{(score name, attack label): [(legend, fpr, tpr) per budget]} for `plots.roc_grid`. `counts`: as
+    `detection_rows`'s."""
     curves = {}
     for eps in exp.setup.eps:
-        sc = scores(exp, eps)
+        sc = scores(exp, eps, (counts or {}).get((exp.setup.dataset, eps)))
         for v in ROC_VARIANTS:
             for k in exp.setup.keys(eps):
                 clean_s, adv_s = sc[(v, CLEAN)], sc[(v, k)]
