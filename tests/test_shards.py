@@ -135,3 +135,20 @@ def test_shards_of_an_attack_are_its_whole_run():
             assert joined.tobytes() == getattr(whole, f).tobytes(), (attack, f)
     with pytest.raises(ValueError, match="part's total"):
         attacks.generate(zm, x[:5], labels=y[:5], part=(34, 37), cache=False)
+
+
+def test_the_setting_and_what_a_sharded_run_refuses(monkeypatch):
+    for value, want in [("", None), ("local:3", "local:3"), ("tcp://10.0.0.5:8786", "tcp://10.0.0.5:8786")]:
+        monkeypatch.setenv(config.SCHEDULER_ENV, value)
+        assert config.scheduler() == want and shards.sharded() == (want is not None)
+    for bad in ("local:0", "local", "10.0.0.5:8786", "tcp://host"):
+        monkeypatch.setenv(config.SCHEDULER_ENV, bad)
+        with pytest.raises(ValueError, match="local:N"):
+            config.scheduler()
+    monkeypatch.delenv(config.SCHEDULER_ENV)
+    assert shards.client() is None and shards.spans(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    with pytest.raises(RuntimeError, match="no scheduler"):
+        shards.compute([(len, "x")], "nothing")
+    registered = experiment.Setup("cifar10", "only_here", "smoke", "cifar10_eval", "cifar10_prototypes", EPS, "only_here")
+    with pytest.raises(ValueError, match="cannot be loaded by Dask workers"):
+        experiment._check_shardable(registered)
