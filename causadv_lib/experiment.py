@@ -34,7 +34,7 @@ Sharded runs (`config.scheduler()`: ``CAUSADV_SCHEDULER=local:N`` or ``tcp://HOS
 The clean set's CI pass, the prototypes and every attack with its CI pass run on Dask as shards of
 `config.SHARD_IMAGES` images, each one task (setup, attack key or the clean set, image indices) that loads its
 images from the data directory, computes, and caches its result under its own key on the worker (so an
-interrupted run resumes at the first shard not yet stored); this process merges the results in image order.
+interrupted run computes only the shards not yet stored); this process merges the results in image order.
 The attacks place each shard in its run (`attacks.generate`'s ``part``: targets, PGD starts and gradient layout
 of the whole run) and CI vectors never depend on batching, so the merged sets are the in-process run's bit for
 bit, on any number of workers. A model must be one a worker can load: a zoo name or a model file (not one
@@ -543,8 +543,8 @@ def clear_memo() -> None:
 
 
 # ------------------------------------------------------------------------------------------ sharded runs
-#: results of sharded runs, merged in this process: (setup, AttackKey) -> AdversarialSet, and
-#: (setup, "prototypes", definition) -> Prototypes
+#: results of sharded runs, merged in this process: (setup, "clean") -> the clean set's CIResult, (setup, AttackKey)
+#: -> AdversarialSet, and (setup, "prototypes", definition) -> Prototypes
 _FROM_SHARDS: dict = {}
 
 
