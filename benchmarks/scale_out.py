@@ -13,6 +13,9 @@ Lines (``images_per_s``: attacked images per second of wall time, the attack and
 
 * ``in-process``: ``experiment.adversarial`` in this process (TensorFlow set to ``--threads`` threads, default 1,
   as one worker has, so that the 1-worker line measures the overhead of sharding, not a thread count);
+* ``cpu_s``: CPU seconds (user + system) of the run: this process's, plus every worker process's for ``local:N``.
+  On a machine shared with other work the wall time is noisy; CPU seconds are not, and their ratio to the
+  in-process run's is the sharding's overhead in work;
 * ``local:N``: the same attacks as shards on a ``LocalCluster`` of N workers, one thread each (the cluster's start
   is not timed; its workers are warmed by one untimed shard of another image, so the timed run is steady state).
 
@@ -44,6 +47,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from causadv_lib import attacks, ci, config, experiment, shards  # noqa: E402
@@ -58,6 +62,17 @@ STEPS_PER_IMAGE = 2 * sum(attacks.SETTINGS[a]["max_iter"] for a in attacks.ATTAC
 
 def _noop(i: int) -> int:
     return i
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system, every thread) this process has used."""
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def _cluster_cpu(c) -> float:
+    """CPU seconds of this process and of every worker process of client `c`."""
+    return _cpu_seconds() + sum(c.run(_cpu_seconds).values())
 
 
 def _fresh_cache(root: Path, name: str, seed_from: Path | None) -> Path:
@@ -81,9 +96,9 @@ def run_config(setting, setup, keys, root, seed_cache, shard_images):
         source = np.flatnonzero(cs.correct)       # warm-up as the workers get: one image, not timed, not cached
         attacks.generate(setup.zoo_model(), cs.pixels[source[:1]], labels=cs.labels[source[:1]], attack=keys[0].attack,
                          eps=keys[0].eps, cache=False, progress=False, part=(0, len(source)))
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_seconds()
         out = [experiment.adversarial(setup, k, progress=False) for k in keys]
-        return time.perf_counter() - t, out, 0
+        return time.perf_counter() - t, _cpu_seconds() - cpu, out, 0
     os.environ[config.SCHEDULER_ENV] = setting
     shards.close()
     c = shards.client()
@@ -92,11 +107,11 @@ def run_config(setting, setup, keys, root, seed_cache, shard_images):
     source = np.flatnonzero(experiment.clean(setup).correct)
     n = len(source)
     c.run(experiment._attack_shard, setup, keys[0], 0, n, source[:1])     # on every worker
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cluster_cpu(c)
     experiment._sharded_attacks(setup, tuple(keys), False)
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, _cluster_cpu(c) - cpu
     out = [experiment._FROM_SHARDS[(setup, k)] for k in keys]
-    return seconds, out, len(keys) * len(shards.spans(n, shard_images))
+    return seconds, cpu, out, len(keys) * len(shards.spans(n, shard_images))
 
 
 def same(a, b) -> bool:
@@ -172,19 +187,21 @@ def main(argv=None) -> int:
         reference = None
         overhead_ms = None
         for setting in [None] + [f"local:{w}" for w in args.workers]:
-            seconds, out, n_shards = run_config(setting, setup, keys, root, seed, args.shard_images)
+            seconds, cpu, out, n_shards = run_config(setting, setup, keys, root, seed, args.shard_images)
             images = sum(a.n_attacked for a in out)
             if reference is None:
-                reference, base = out, seconds
+                reference, base, base_cpu = out, seconds, cpu
             row = {"run": setting or "in-process", "images": images, "seconds": seconds,
-                   "images_per_s": images / seconds, "shards": n_shards, "vs_in_process": base / seconds,
-                   "bit_identical": same(out, reference)}
+                   "images_per_s": images / seconds, "cpu_s": cpu, "shards": n_shards, "vs_in_process": base / seconds,
+                   "cpu_vs_in_process": cpu / base_cpu, "bit_identical": same(out, reference)}
             if setting == "local:1":
                 overhead_ms = per_task_overhead(args.noop)
                 row["sharding_overhead_ms"] = (seconds - base) / n_shards * 1e3
+                row["sharding_cpu_overhead_ms"] = (cpu - base_cpu) / n_shards * 1e3
             rows.append(row)
             print(f"{row['run']:>10} images={images} seconds={seconds:.1f} images_per_s={row['images_per_s']:.2f} "
-                  f"speed_vs_in_process={row['vs_in_process']:.2f} shards={n_shards} "
+                  f"speed_vs_in_process={row['vs_in_process']:.2f} cpu_s={cpu:.1f} "
+                  f"cpu_vs_in_process={row['cpu_vs_in_process']:.2f} shards={n_shards} "
                   f"bit_identical={row['bit_identical']}", flush=True)
         shards.close()
         one = next((r for r in rows if r["run"] == "local:1"), None)
@@ -192,7 +209,10 @@ def main(argv=None) -> int:
             print(f"overhead per_task_ms={overhead_ms:.1f} (Dask round trip of a task that does nothing, 1 worker) "
                   f"sharding_overhead_ms={one['sharding_overhead_ms']:.0f} per shard "
                   f"((1-worker wall - in-process wall) / {one['shards']} shards; 1 worker at "
-                  f"{100 * (one['seconds'] / rows[0]['seconds'] - 1):+.1f}% of in-process)", flush=True)
+                  f"{100 * (one['seconds'] / rows[0]['seconds'] - 1):+.1f}% of in-process) "
+                  f"sharding_cpu_overhead_ms={one['sharding_cpu_overhead_ms']:.0f} per shard (CPU seconds of the "
+                  f"client and the worker; 1 worker at {100 * (one['cpu_s'] / rows[0]['cpu_s'] - 1):+.1f}% of "
+                  "in-process CPU)", flush=True)
         if not args.no_vgg16:
             c = vgg16_costs(args.repeats)
             per_image = STEPS_PER_IMAGE * c["grad_s"] + PROJECT_ATTACKS * (c["forward_s"] + c["ci_s"])
