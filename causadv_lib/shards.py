@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import warnings
 
+import dask
 import tensorflow as tf
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from tqdm import tqdm
@@ -34,6 +35,10 @@ from . import checks, config
 __all__ = ["client", "sharded", "spans", "compute", "close", "TensorFlowThreads"]
 
 _CLIENTS: dict[str, Client] = {}
+#: Dask sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, so that glibc hands freed memory back at once; TensorFlow
+#: then maps and faults its large buffers in again at every op: measured +30% CPU per attack shard
+#: (benchmarks/scale_out.py). A LocalCluster's workers keep glibc's default (README: the same for a cluster).
+_SPAWN_ENV = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 class TensorFlowThreads(WorkerPlugin):
@@ -59,8 +64,9 @@ def sharded() -> bool:
 def client(setting: str | None = None) -> Client | None:
     """The Dask client of `setting` (default `config.scheduler()`), made once per process; None when unset.
 
-    ``local:N`` starts a ``LocalCluster(n_workers=N, threads_per_worker=1, processes=True)`` (no dashboard);
-    its workers inherit this process's environment (``CAUSADV_DATA``, ``CAUSADV_CACHE``). ``tcp://HOST:PORT``
+    ``local:N`` starts a ``LocalCluster(n_workers=N, threads_per_worker=1, processes=True)`` (no dashboard,
+    glibc's own malloc trimming: `_SPAWN_ENV`); its workers inherit this process's environment (``CAUSADV_DATA``,
+    ``CAUSADV_CACHE``). ``tcp://HOST:PORT``
     connects to a running scheduler, whose workers must see the same data and, for resuming, one cache."""
     setting = config.scheduler() if setting is None else setting
     if setting is None:
@@ -70,7 +76,8 @@ def client(setting: str | None = None) -> Client | None:
         return c
     if setting.startswith("local:"):
         n = checks.positive_int(int(setting.split(":", 1)[1]), "local workers")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        with dask.config.set(_SPAWN_ENV):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         c = Client(cluster)
     else:
         c = Client(setting)
