@@ -152,3 +152,13 @@ def test_the_setting_and_what_a_sharded_run_refuses(monkeypatch):
     registered = experiment.Setup("cifar10", "only_here", "smoke", "cifar10_eval", "cifar10_prototypes", EPS, "only_here")
     with pytest.raises(ValueError, match="cannot be loaded by Dask workers"):
         experiment._check_shardable(registered)
+
+
+def test_cluster_workers_get_the_local_clusters_dask_settings():
+    """etc/dask.yaml (README: for `dask worker` on a cluster) sets what `shards` sets for a LocalCluster."""
+    import yaml
+
+    got = yaml.safe_load((config.PROJECT_ROOT / "etc" / "dask.yaml").read_text())
+    flat = {"distributed.nanny.pre-spawn-environ." + k: v
+            for k, v in got["distributed"]["nanny"]["pre-spawn-environ"].items()}
+    assert flat == shards._SPAWN_ENV
