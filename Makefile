@@ -1,7 +1,8 @@
 # causadv: `make paper` rebuilds every figure and table, `make test` runs the tests.
 # Both create the virtual environment (.venv) from requirements.txt when it is missing or stale.
 #
-#   make paper [PROFILE=paper|smoke]   execute every notebook (pattern rules: `make -j2 paper` works), print
+#   make paper [PROFILE=paper|smoke] [WORKERS=N]
+#                                      execute every notebook (pattern rules: `make -j2 paper` works), print
 #                                      each notebook's wall time, write paper_figures/[smoke/]index.html
 #                                      and the claims at a glance, paper_figures/[smoke/]reproduction.md
 #   make test                          each smoke-profile notebook executed once, under nbval on an empty
@@ -21,6 +22,14 @@ STAMP := $(VENV)/.causadv-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED := 0
+
+# Where the shared experiment runs (README, "Running on many cores or a cluster"): CAUSADV_SCHEDULER, exported to
+# every notebook; WORKERS=N is the short form of CAUSADV_SCHEDULER=local:N (a Dask LocalCluster of N worker
+# processes, one thread each); CAUSADV_SCHEDULER=tcp://HOST:PORT names a running Dask scheduler; unset: in-process.
+WORKERS ?=
+ifneq ($(WORKERS),)
+export CAUSADV_SCHEDULER := local:$(WORKERS)
+endif
 
 # Your model through the paper (README, "Bring your own model"):
 #   make paper MODEL=path/to/my_cnn.keras DATASET=cifar10 NORMALIZE=[0,1] OUT=runs/my_cnn

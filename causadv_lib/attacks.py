@@ -60,6 +60,16 @@ subclass of it whose only change is where the random start comes from: ART draws
 start of an image depends on (seed, its index) only, not on the batch size or on earlier calls. A
 grid PGD draws its start from the same stream (the same numbers for the same image) and rounds it.
 
+Same answer however the images are batched or sharded. The float attacks' gradients run in a canonical
+layout of the run (`CompiledGradientClassifier._block_gradient`): blocks of ``LAYOUT_BLOCK`` = 32 images
+from its first image, the last block as long as what is left, each image in its row of its block (rows not
+at hand filled with copies, computed and dropped). That is exactly the calls the default ``batch_size=32``
+made before this layout existed (measured: ART's batches did change pixels, e.g. MobileNetV2 PGD targeted
+at batch size 1 against 32), so no default result moved, and an image's result no longer depends on
+``batch_size``. ``part=(first, total)`` places the images in a longer run (a shard of `experiment`'s
+sharded run): targets, PGD starts and the gradient layout are then the run's, so shards put together give
+the whole run bit for bit.
+
 Labels. ``labels`` (true classes) are required: untargeted success means the adversarial prediction
 differs from the label; targeted attacks aim at ``target_classes(labels, K, seed)``, a class other
 than the label drawn per image by ``np.random.default_rng(seed)`` (deterministic). Attack
@@ -70,11 +80,13 @@ computes the same gradient in a ``tf.function`` (``benchmarks/attack_speed.py`` 
 
 Caching: results are stored with `causadv_lib.cache` (namespace ``attacks``) under a key of the
 model's weights and architecture, the normalisation, the images, labels, targets, every attack
-parameter (``grid`` included), the batch size and the library and ART versions; a hit is bit-identical
+parameter (``grid`` included), the images' place in their run (``part``) and its layout, and the library and
+ART versions (not the batch size, which changes no result); a hit is bit-identical
 to recomputing.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 import weakref
@@ -109,6 +121,10 @@ _IMPL_VERSION = 1
 _PGD_STREAM = 1  # random-start stream: default_rng([seed, _PGD_STREAM, draw, image index])
 #: slack of the integer budget floor(255 * eps + _GRID_SLACK): 8/255 * 255 may come out just below 8
 _GRID_SLACK = 1e-6
+#: images per gradient call of the float attacks' canonical layout (`CompiledGradientClassifier._block_gradient`):
+#: a run's images in blocks of this many from its first image, the last block as long as what is left (the calls the
+#: default ``batch_size=32`` made before this layout existed, so results did not move)
+LAYOUT_BLOCK = 32
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,16 +226,18 @@ def _check_labels(labels, n: int, num_classes: int, name: str) -> np.ndarray:
 check_eps, check_labels = _check_eps, _check_labels
 
 
-def target_classes(labels, num_classes: int, seed: int = config.SEED) -> np.ndarray:
+def target_classes(labels, num_classes: int, seed: int = config.SEED, first: int = 0) -> np.ndarray:
     """Target class of each image: uniform over the classes other than its label, seeded by `seed`.
 
     ``(labels + r) % num_classes`` with ``r`` drawn from 1..num_classes-1 by ``np.random.default_rng(seed)``
-    in image order, so a prefix of the images keeps its targets.
+    in image order, so a prefix of the images keeps its targets. `first`: the labels are those of images
+    ``first, first + 1, ...`` of a longer run, and get that run's targets (its draws ``first`` onwards).
     """
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     if num_classes < 2:
         raise ValueError(f"targeted attacks need at least 2 classes, got {num_classes}")
-    r = np.random.default_rng(checks.seed(seed)).integers(1, num_classes, size=len(y))
+    first = checks.integer(first, "first", minimum=0)
+    r = np.random.default_rng(checks.seed(seed)).integers(1, num_classes, size=first + len(y))[first:]
     return (y + r) % num_classes
 
 
@@ -326,8 +344,56 @@ class CompiledGradientClassifier(TensorFlowV2Classifier):
     def loss_gradient(self, x, y, training_mode: bool = False, **kwargs):
         if training_mode:
             return super().loss_gradient(x, y, training_mode=True, **kwargs)
+        if self._layout is not None:
+            g = self._block_gradient(np.asarray(x, np.float32), np.asarray(y, np.float32), *self._layout)
+            return g if isinstance(x, np.ndarray) else tf.convert_to_tensor(g)
         g = self._compiled_gradient(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.float32))
         return g.numpy() if isinstance(x, np.ndarray) else g
+
+    _layout = None   # (run index of the first image given, images in the run) while `in_run_layout` holds
+
+    @contextlib.contextmanager
+    def in_run_layout(self, first: int, total: int):
+        """Within: ``loss_gradient(x, y)`` takes `x` as the images ``first, first + 1, ...`` of a run of `total`
+        images and computes their gradient in the run's layout (`_block_gradient`)."""
+        self._layout = (int(first), int(total))
+        try:
+            yield self
+        finally:
+            self._layout = None
+
+    def trace_first(self, size: int) -> None:
+        """Trace the compiled gradient for calls of `size` images first, unless it has been traced already.
+
+        The gradient is a ``tf.function(reduce_retracing=True)``: the first batch shape it sees gets a graph of
+        its own, every later one a shared shape-relaxed graph, and the two need not agree in the last bit. A run
+        traces its first block's shape first (`_run`), as an in-process run always did, so a worker process that
+        receives a run's tail shard before a whole block computes each image with the same graph as the run."""
+        if self._compiled_gradient.experimental_get_tracing_count() == 0:
+            self._compiled_gradient.get_concrete_function(
+                tf.TensorSpec((size, *self.input_shape), tf.float32), tf.TensorSpec((size, self.nb_classes), tf.float32))
+
+    def _block_gradient(self, x: np.ndarray, y: np.ndarray, first: int, total: int) -> np.ndarray:
+        """The gradient of images ``first .. first + len(x) - 1`` of a run of `total` images in the run's layout:
+        one compiled call per block of `LAYOUT_BLOCK` run images (block k: images ``k * LAYOUT_BLOCK`` onwards,
+        the last block as long as what is left), each image in its row of its block. Rows of the block not
+        given here are filled with copies of a given image (computed and dropped), so each image's gradient is
+        bit-identical however the run is cut into pieces; a whole block given at once is one plain call."""
+        out, i = np.empty_like(x), 0
+        while i < len(x):
+            g = first + i
+            b0 = g - g % LAYOUT_BLOCK
+            size = min(LAYOUT_BLOCK, total - b0)
+            j = min(len(x), b0 + size - first)
+            pos = g - b0
+            if pos == 0 and j - i == size:
+                xb, yb = x[i:j], y[i:j]
+            else:
+                xb, yb = np.repeat(x[i:i + 1], size, axis=0), np.repeat(y[i:i + 1], size, axis=0)
+                xb[pos:pos + j - i], yb[pos:pos + j - i] = x[i:j], y[i:j]
+            out[i:j] = self._compiled_gradient(tf.constant(xb), tf.constant(yb)).numpy()[pos:pos + j - i]
+            i = j
+        return out
 
 
 _CLASSIFIERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -425,26 +491,34 @@ def _predict(zm, pixels: np.ndarray) -> np.ndarray:
     return runner.probabilities(zm.model, zm.normalize(pixels)).argmax(axis=1).astype(np.int64)
 
 
-def _batches(n: int, size: int, progress, desc: str):
-    """Batch starts, with a progress bar (progress=None: shown only once a run has taken 2 s)."""
-    starts = range(0, n, size)
-    if progress is False or len(starts) < 2:
-        return starts
-    return tqdm(starts, desc=desc, unit="batch", delay=0 if progress else 2.0)
+def _batches(n: int, size: int, progress, desc: str, first: int = 0):
+    """(start, end) of each batch of images ``0 .. n - 1``, which are images ``first ..`` of their run: batches end
+    where the run's multiples of `size` fall (every batch within one run-aligned step), with a progress bar
+    (progress=None: shown only once a run has taken 2 s)."""
+    ends = [e - first for e in range(first - first % size + size, first + n, size)] + [n]
+    spans = list(zip([0] + ends[:-1], ends))
+    if progress is False or len(spans) < 2:
+        return spans
+    return tqdm(spans, desc=desc, unit="batch", delay=0 if progress else 2.0)
 
 
 def _run(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack: str, eps: float, targeted: bool,
-         seed: int, batch_size: int, progress) -> tuple[np.ndarray, np.ndarray]:
-    """(adversarial float32 pixels, predicted int64) of `x`, batch by batch."""
+         seed: int, batch_size: int, progress, first: int = 0, total: int | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(adversarial float32 pixels, predicted int64) of `x`, images ``first ..`` of a run of `total`, batch by
+    batch (`batch_size` rounded up to whole `LAYOUT_BLOCK`s, run-aligned); gradients in the run's layout."""
     clf = art_classifier(zm)
     goal = targets if targeted else labels
     onehot = np.eye(zm.num_classes, dtype=np.float32)[goal]
     adv = np.empty_like(x)
     pred = np.empty(len(x), np.int64)
-    for s in _batches(len(x), batch_size, progress, f"{attack.upper()} {zm.name}"):
-        e = min(s + batch_size, len(x))
-        attacker = art_attack(clf, attack, eps, targeted, batch_size, seed=seed, offset=s)
-        a = np.asarray(attacker.generate(x[s:e], onehot[s:e]), dtype=np.float32)
+    total = len(x) if total is None else total
+    step = runner.round_up(batch_size, LAYOUT_BLOCK)
+    clf.trace_first(min(LAYOUT_BLOCK, total))
+    for s, e in _batches(len(x), step, progress, f"{attack.upper()} {zm.name}", first):
+        attacker = art_attack(clf, attack, eps, targeted, e - s, seed=seed, offset=first + s)
+        with clf.in_run_layout(first + s, total):
+            a = np.asarray(attacker.generate(x[s:e], onehot[s:e]), dtype=np.float32)
         # ART's projection and clipping work in float32; keep the promise exactly
         a = np.clip(a, np.maximum(x[s:e] - np.float32(eps * PIXEL_MAX), 0.0),
                     np.minimum(x[s:e] + np.float32(eps * PIXEL_MAX), PIXEL_MAX))
@@ -461,7 +535,8 @@ def _random_start(x: np.ndarray, eps_levels: float, seed: int, first: int) -> np
 
 
 def _run_grid(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack: str, eps: float, targeted: bool,
-              seed: int, batch_size: int, progress) -> tuple[np.ndarray, np.ndarray]:
+              seed: int, batch_size: int, progress, first: int = 0, total: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """(adversarial float32 integer-valued pixels, predicted int64) of integer-valued `x`: the grid attack (module
     docstring), batch by batch; each image's result is independent of its batch (canonical-layout gradients)."""
     clf = art_classifier(zm)
@@ -473,11 +548,10 @@ def _run_grid(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack
     direction = np.float32(-1.0 if targeted else 1.0)
     adv = np.empty_like(x)
     pred = np.empty(len(x), np.int64)
-    for s in _batches(len(x), batch_size, progress, f"{attack.upper()} (grid) {zm.name}"):
-        e = min(s + batch_size, len(x))
+    for s, e in _batches(len(x), batch_size, progress, f"{attack.upper()} (grid) {zm.name}"):
         x0 = x[s:e]
         lo, hi = np.maximum(x0 - k, np.float32(0.0)), np.minimum(x0 + k, np.float32(PIXEL_MAX))
-        a = np.clip(_random_start(x0, eps * PIXEL_MAX, seed, s), lo, hi) if p["num_random_init"] else x0.copy()
+        a = np.clip(_random_start(x0, eps * PIXEL_MAX, seed, first + s), lo, hi) if p["num_random_init"] else x0.copy()
         for _ in range(p["max_iter"]):
             g = clf.canonical_loss_gradient(a, onehot[s:e])
             g = np.where(np.isnan(g), np.float32(0.0), g)
@@ -485,6 +559,17 @@ def _run_grid(zm, x: np.ndarray, labels: np.ndarray, targets: np.ndarray, attack
         adv[s:e] = a
         pred[s:e] = _predict(zm, a)
     return adv, pred
+
+
+def _check_part(part, n: int) -> tuple[int, int]:
+    """(first, total) of `generate`'s ``part`` (None: the images are the whole run)."""
+    if part is None:
+        return 0, n
+    if not isinstance(part, (tuple, list)) or len(part) != 2:
+        raise ValueError(f"part: expected (first, total), the images' place in a longer run, got {part!r}")
+    first = checks.integer(part[0], "part's first", minimum=0)
+    total = checks.integer(part[1], "part's total", minimum=first + n)
+    return first, total
 
 
 def _check_grid_images(x: np.ndarray, name: str) -> None:
@@ -501,7 +586,7 @@ def _check_grid_images(x: np.ndarray, name: str) -> None:
 
 def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps: float = 8 / 255,
              targeted: bool = False, seed: int = config.SEED, batch_size: int = 32, cache: bool = True,
-             progress: bool | None = None, grid: bool = False) -> AttackResult:
+             progress: bool | None = None, grid: bool = False, part: tuple[int, int] | None = None) -> AttackResult:
     """Adversarial examples of `images` against `zoo_model` (a zoo name or `zoo.ZooModel`).
 
     images: (N, H, W, 3) uint8 or float pixel values in [0, 255] at the model's input size
@@ -511,7 +596,11 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     seed also draws PGD's random start. cache: reuse/store the result on disk (`causadv_lib.cache`).
     progress: a progress bar over batches (None: only for runs longer than 2 s). grid: stay on the 8-bit
     grid (module docstring): `images` must hold integers, every iterate is rounded, and the result is exactly
-    representable as uint8, its success that of the stored image.
+    representable as uint8, its success that of the stored image. batch_size: images per step (memory and
+    progress); it never changes a result (float attacks: gradients in the run's layout of `LAYOUT_BLOCK`-image
+    blocks; grid attacks: `runner`'s). part: ``(first, total)``: the images are images ``first .. first + N - 1``
+    of a run of `total` images (a shard of it, `experiment`'s sharded runs), and get what they get in that run:
+    its targets, PGD starts and gradient layout, so shards put together are the whole run bit for bit.
     """
     zm = zoo.resolve(zoo_model)
     attack = _check_attack(attack)
@@ -528,8 +617,9 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     y = _check_labels(labels, len(x), zm.num_classes, zm.name)
     if grid:
         _check_grid_images(x, zm.name)
+    first, total = _check_part(part, len(x))
     A, b = _affine_normalize(zm)
-    targets = target_classes(y, zm.num_classes, seed) if targeted else np.full(len(y), -1, np.int64)
+    targets = target_classes(y, zm.num_classes, seed, first) if targeted else np.full(len(y), -1, np.int64)
     p = attack_parameters(attack, eps)
     meta = dict(attack=attack, eps=eps, targeted=targeted, seed=seed, model=zm.name, grid=grid, **p)
     if grid and p["eps_step"] * PIXEL_MAX <= 0.5:
@@ -540,7 +630,7 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
 
     def compute():
         adv, pred = (_run_grid if grid else _run)(zm, x, y, targets, attack, eps, targeted, seed, batch_size,
-                                                  progress)
+                                                  progress, first, total)
         return {"adversarial": adv, "predicted": pred}
 
     def wrong(a):
@@ -565,8 +655,9 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
 
     if cache:
         got = ccache.cached("attacks", [_model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"],
-                                        p["max_iter"], p["num_random_init"], targeted, seed, "inf", batch_size,
-                                        "grid", grid,
+                                        p["max_iter"], p["num_random_init"], targeted, seed, "inf",
+                                        "grid", grid, "part", first, total, "layout", LAYOUT_BLOCK,
+                                        runner.MICRO_BATCH,
                                         zm.input_shape, __version__, art.__version__, _IMPL_VERSION],
                             compute, required=("adversarial", "predicted"), validate=wrong, code=(__name__,))
     else:

@@ -9,6 +9,7 @@ The data directory is resolved in `data_dir()`:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,25 @@ DATA_ENV = "CAUSADV_DATA"
 CACHE_ENV = "CAUSADV_CACHE"
 #: where a run writes its figures, tables and results JSON, if not the default `figures_dir` (`output_dir`)
 OUT_ENV = "CAUSADV_OUT"
+#: where the shared experiment runs (`scheduler`): unset, in this process; ``local:N``, a Dask LocalCluster of N worker
+#: processes; ``tcp://HOST:PORT``, an existing Dask scheduler (`make paper WORKERS=N` sets ``local:N``)
+SCHEDULER_ENV = "CAUSADV_SCHEDULER"
+#: images per shard of a sharded run (`experiment`): a multiple of the attacks' gradient block (32 images), so that a
+#: shard's gradient calls are the in-process run's
+SHARD_IMAGES = 64
+
+
+def scheduler() -> str | None:
+    """Where the shared experiment runs, from ``$CAUSADV_SCHEDULER``: None (unset or empty: in this process),
+    ``"local:N"`` (a Dask LocalCluster of N worker processes, one thread each, TensorFlow's threads too) or
+    ``"tcp://HOST:PORT"`` (the address of a running Dask scheduler); anything else is a ValueError."""
+    value = os.environ.get(SCHEDULER_ENV, "").strip()
+    if not value:
+        return None
+    if re.fullmatch(r"local:[1-9][0-9]*", value) or re.fullmatch(r"tcp://[^\s/:]+:[0-9]{1,5}", value):
+        return value
+    raise ValueError(f"{SCHEDULER_ENV}={value!r}: expected nothing (in this process), local:N (a Dask LocalCluster of "
+                     "N worker processes) or tcp://HOST:PORT (a running Dask scheduler)")
 
 
 def default_mirror() -> Path:

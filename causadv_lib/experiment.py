@@ -30,6 +30,16 @@ Caching: attacks, CI vectors and prototypes are stored on disk by `attacks`, `ci
 notebook that asks twice computes once. The first notebook to run (02) fills the disk cache; later
 notebooks read it. Each computation that really ran is timed in `TIMINGS` (`timing_rows`).
 
+Sharded runs (`config.scheduler()`: ``CAUSADV_SCHEDULER=local:N`` or ``tcp://HOST:PORT``; `causadv_lib.shards`).
+The clean set's CI pass, the prototypes and every attack with its CI pass run on Dask as shards of
+`config.SHARD_IMAGES` images, each one task (setup, attack key or the clean set, image indices) that loads its
+images from the data directory, computes, and caches its result under its own key on the worker (so an
+interrupted run computes only the shards not yet stored); this process merges the results in image order.
+The attacks place each shard in its run (`attacks.generate`'s ``part``: targets, PGD starts and gradient layout
+of the whole run) and CI vectors never depend on batching, so the merged sets are the in-process run's bit for
+bit, on any number of workers. A model must be one a worker can load: a zoo name or a model file (not one
+registered in this process). Unset, everything runs in this process as before.
+
 The rows of the paper's tables are computed from these sets in `causadv_lib.analysis`.
 """
 from __future__ import annotations
@@ -44,7 +54,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import attacks, checks, ci, config, data, preprocess, runner, samples, spread, zoo
+from . import attacks, checks, ci, config, data, preprocess, runner, samples, shards, spread, zoo
 from . import cache as ccache
 from . import prototypes as protos
 from .vocab import ATTACKS, CLEAN, DATASET_LABELS, POOLS, AttackKey, eps_label
@@ -330,19 +340,35 @@ def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress
 
 
 @functools.cache
-def _clean(setup: Setup) -> CleanSet:
-    zm = _zoo(setup)
+def _sample(setup: Setup) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """(ids, labels, pool indices) of the evaluation sample of `setup` (per process: a worker's too)."""
     if setup.committed_samples:
         sample = samples.for_profile(setup.sample_model, setup.eval_pool, setup.profile)
     else:
-        sample = samples.derived(zm, setup.eval_pool, setup.profile)
+        sample = samples.derived(_zoo(setup), setup.eval_pool, setup.profile)
     pool = data.pool(setup.eval_pool)
     idx = pool.index_of(sample.ids)
+    return tuple(sample.ids), pool.labels[idx].astype(np.int64), idx
+
+
+def _pixels(setup: Setup, idx: np.ndarray) -> np.ndarray:
+    """Float pixels of the eval pool's images `idx` at the model's input size (per image: a subset gives the same)."""
+    return _geometry(_zoo(setup), data.pool(setup.eval_pool).load(idx)).astype(np.float32)
+
+
+@functools.cache
+def _clean(setup: Setup) -> CleanSet:
+    ids, labels, idx = _sample(setup)
     with _timed(setup, "load", "clean images"):
-        pixels = _geometry(zm, pool.load(idx)).astype(np.float32)
-    with _timed(setup, "ci", "clean"):
-        res = _ci_of(zm, pixels, None)
-    return CleanSet(setup, tuple(sample.ids), pool.labels[idx].astype(np.int64), pixels, res)
+        pixels = _pixels(setup, idx)
+    if shards.sharded():
+        if (setup, "clean") not in _FROM_SHARDS:
+            _sharded_clean(setup, None)
+        res = _FROM_SHARDS[(setup, "clean")]
+    else:
+        with _timed(setup, "ci", "clean"):
+            res = _ci_of(_zoo(setup), pixels, None)
+    return CleanSet(setup, ids, labels, pixels, res)
 
 
 def clean(setup: Setup) -> CleanSet:
@@ -385,16 +411,23 @@ def fit_set(setup: Setup, n: int | None = None) -> FitSet:
     return _fit_set(setup, n)
 
 
-@functools.cache
-def _prototype_set(setup: Setup, definition: str) -> protos.Prototypes:
+def _prototypes_of(setup: Setup, definition: str) -> protos.Prototypes:
     prof = config.get_profile(setup.profile)
     if definition != "probability":     # the same images: only their CI vectors under the definition
-        base = _prototype_set(setup, "probability")
-        with _timed(setup, f"prototypes ({definition})", setup.prototype_pool):
-            return protos.with_definition(base, _zoo(setup), data.pool(setup.prototype_pool), definition)
-    with _timed(setup, "prototypes", setup.prototype_pool):
-        return protos.for_pool(_zoo(setup), data.pool(setup.prototype_pool),
-                               limit=prof.prototype_pool_limit, definition=definition, cache=True)
+        return protos.with_definition(_prototype_set(setup, "probability"), _zoo(setup),
+                                      data.pool(setup.prototype_pool), definition)
+    return protos.for_pool(_zoo(setup), data.pool(setup.prototype_pool), limit=prof.prototype_pool_limit,
+                           definition=definition, cache=True)
+
+
+@functools.cache
+def _prototype_set(setup: Setup, definition: str) -> protos.Prototypes:
+    got = _FROM_SHARDS.get((setup, "prototypes", definition))
+    if got is not None:
+        return got
+    stage = "prototypes" if definition == "probability" else f"prototypes ({definition})"
+    with _timed(setup, stage, setup.prototype_pool):
+        return _prototypes_of(setup, definition)
 
 
 def prototype_set(setup: Setup, definition: str = "probability") -> protos.Prototypes:
@@ -404,6 +437,10 @@ def prototype_set(setup: Setup, definition: str = "probability") -> protos.Proto
 
 @functools.cache
 def _adversarial(setup: Setup, key: AttackKey, progress) -> AdversarialSet:
+    if shards.sharded():
+        if (setup, key) not in _FROM_SHARDS:
+            _sharded_attacks(setup, (key,), progress)
+        return _FROM_SHARDS[(setup, key)]
     zm = _zoo(setup)
     cs = _clean(setup)
     source = np.flatnonzero(cs.correct)
@@ -485,9 +522,14 @@ def paper_command(model: str, dataset: str, *, normalize: str | None = None, out
 
 
 def run(setup: Setup, progress: bool = True) -> Experiment:
-    """Clean set, prototypes and every attack of `setup` (progress bar over the attacks)."""
+    """Clean set, prototypes and every attack of `setup` (progress bar over the attacks, or over the shards of
+    a sharded run: `config.scheduler()`, module "Sharded runs")."""
     keys = setup.keys()
-    if progress:
+    if shards.sharded():
+        if (setup, "clean") not in _FROM_SHARDS:
+            _sharded_clean(setup, progress, prototypes=True)
+        _sharded_attacks(setup, tuple(k for k in keys if (setup, k) not in _FROM_SHARDS), progress)
+    elif progress:
         keys = tqdm(keys, desc=f"attacks {setup.label}", unit="attack")
     with ccache.models_fixed():          # the model's fingerprint once, not once per attack and CI pass
         exp = Experiment(setup, clean(setup), prototype_set(setup))
@@ -498,9 +540,89 @@ def run(setup: Setup, progress: bool = True) -> Experiment:
 
 def clear_memo() -> None:
     """Forget the in-process memo (the disk caches stay)."""
-    for memo in (_clean, _fit_set, _prototype_set, _adversarial, _attacked, _logits, _ci_under):
+    for memo in (_sample, _clean, _fit_set, _prototype_set, _adversarial, _attacked, _logits, _ci_under):
         memo.cache_clear()
+    _FROM_SHARDS.clear()
     TIMINGS.clear()
+
+
+# ------------------------------------------------------------------------------------------ sharded runs
+#: results of sharded runs, merged in this process: (setup, "clean") -> the clean set's CIResult, (setup, AttackKey)
+#: -> AdversarialSet, and (setup, "prototypes", definition) -> Prototypes
+_FROM_SHARDS: dict = {}
+
+
+def _check_shardable(setup: Setup) -> None:
+    if setup.path is None and setup.model not in zoo.names():
+        raise ValueError(f"{setup.label}: a model registered in this process (zoo.register) cannot be loaded by "
+                         f"Dask workers; unset {config.SCHEDULER_ENV}, or name a zoo model or a .keras/.tflite file")
+
+
+def _clean_shard(setup: Setup, start: int, stop: int) -> ci.CIResult:
+    """Task: the CI pass of clean images ``start .. stop - 1`` of `setup` (on a worker; cached there)."""
+    return _ci_of(_zoo(setup), _pixels(setup, _sample(setup)[2][start:stop]), False)
+
+
+def _attack_shard(setup: Setup, key: AttackKey, first: int, total: int, clean_index: np.ndarray
+                  ) -> tuple[attacks.AttackResult, ci.CIResult]:
+    """Task: attack `key` on the clean images `clean_index` of `setup`, images ``first ..`` of the attack's run
+    of `total` images, and the CI pass of its outputs (on a worker; both cached there per shard)."""
+    zm = _zoo(setup)
+    _, labels, idx = _sample(setup)
+    res = attacks.generate(zm, _pixels(setup, idx[clean_index]), labels=labels[clean_index], attack=key.attack,
+                           eps=key.eps, targeted=key.targeted, seed=config.SEED, cache=True, progress=False,
+                           part=(first, total))
+    return res, _ci_of(zm, res.adversarial, False)
+
+
+def _joined(parts: list, fields: tuple[str, ...]):
+    """The dataclass results `parts` of consecutive shards as one: `fields` concatenated, the rest the first's."""
+    return dataclasses.replace(parts[0], **{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
+
+
+_CI_FIELDS = ("ci", "predicted", "probability", "target")
+_ATTACK_FIELDS = ("adversarial", "success", "predicted", "targets", "labels")
+
+
+def _sharded_clean(setup: Setup, progress, prototypes: bool = False) -> None:
+    """The clean set's CI pass as shards, merged in image order into `_FROM_SHARDS` (and, with `prototypes`, the
+    prototypes computed as one more task, beside them)."""
+    _check_shardable(setup)
+    n = len(_sample(setup)[0])
+    tasks = [(_clean_shard, setup, a, b) for a, b in shards.spans(n, config.SHARD_IMAGES)]
+    if prototypes:
+        tasks.append((_prototypes_of, setup, "probability"))
+    with _timed(setup, "ci + prototypes (sharded)" if prototypes else "ci (sharded)", f"clean, {len(tasks)} tasks"):
+        out = shards.compute(tasks, f"clean shards {setup.label}", progress)
+    ccache.clean_orphans()
+    if prototypes:
+        _FROM_SHARDS[(setup, "prototypes", "probability")] = out.pop()
+    _FROM_SHARDS[(setup, "clean")] = _joined(out, _CI_FIELDS)
+
+
+def _sharded_attacks(setup: Setup, keys: tuple[AttackKey, ...], progress) -> None:
+    """The attacks `keys` on the correctly classified clean images of `setup`, with their CI passes, as shards of
+    `config.SHARD_IMAGES` images; merged in image order into `_FROM_SHARDS` (the in-process run, bit for bit)."""
+    _check_shardable(setup)
+    cs = _clean(setup)
+    if not keys:
+        return
+    source = np.flatnonzero(cs.correct)
+    n = len(source)
+    spans = shards.spans(n, config.SHARD_IMAGES)
+    tasks = [(_attack_shard, setup, key, a, n, source[a:b]) for key in keys for a, b in spans]
+    with _timed(setup, "attack + ci (sharded)", f"{len(keys)} attacks, {len(tasks)} shards"):
+        out = shards.compute(tasks, f"attack shards {setup.label}", progress) if n else []
+    ccache.clean_orphans()
+    for i, key in enumerate(keys):
+        parts = out[i * len(spans):(i + 1) * len(spans)]
+        if parts:
+            res = _joined([p[0] for p in parts], _ATTACK_FIELDS)
+            ci_res = _joined([p[1] for p in parts], _CI_FIELDS)
+        else:                                       # no correctly classified image: the in-process empty run
+            res = _attack(_zoo(setup), cs.pixels[source], cs.labels[source], key, False)
+            ci_res = _ci_of(_zoo(setup), res.adversarial, False)
+        _FROM_SHARDS[(setup, key)] = AdversarialSet(setup, key, res, ci_res, source)
 
 
 # ------------------------------------------------------------------ logits, other CI definitions

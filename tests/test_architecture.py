@@ -28,7 +28,7 @@ LAYERS = [
     {"ci"},
     {"prototypes", "strategies", "metrics", "confidence", "attacks", "defences", "heatmaps", "detector",
      "peers", "art_imports", "adaptive"},
-    {"experiment"},
+    {"experiment", "shards"},
     {"analysis"},
     {"plots", "report", "webpage", "cli"},
 ]
