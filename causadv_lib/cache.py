@@ -11,7 +11,10 @@ half-written entry.
 
 A changed parameter or a changed line of the computing code gives a different key, so a stale entry is
 never served; a corrupted entry (or one its `validate` callback refuses) is reported, deleted and
-recomputed; delete the folder to reclaim space. The one entry point for a call site is `cached`::
+recomputed; delete the folder to reclaim space. A `validate` check runs once per entry content: the sha256
+of an entry that passed it (or that this process computed) is recorded beside it in ``KEY.validated``, and
+a later hit whose file has those bytes is served without the check (an attack entry's check is a forward
+pass over its images); a file with other bytes is checked again. The one entry point for a call site is `cached`::
 
     arrays = cached("ci", [model_fingerprint(model), "block5_conv3", images, "probability"],
                     lambda: {"ci": compute_ci(...)}, required=("ci",),
