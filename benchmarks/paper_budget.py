@@ -42,7 +42,7 @@ import jupytext  # noqa: E402
 import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 
-from causadv_lib import adaptive, attacks, ci, config, data, defences, runner, spread, zoo  # noqa: E402
+from causadv_lib import adaptive, attacks, ci, config, data, defences, experiment, runner, spread, zoo  # noqa: E402
 from causadv_lib.analysis import budget, reproduction  # noqa: E402
 from causadv_lib.detector import CausAdvDetector  # noqa: E402
 
@@ -95,7 +95,7 @@ def _pool_of(zm) -> str:
     return "cifar10_eval" if zm.dataset == "cifar10" else "imagenet_eval"
 
 
-def unit_runs(zm, kinds: set[str], n: int) -> dict:
+def unit_runs(zm, kinds: set[str], n: int, profile: str) -> dict:
     """name -> (callable, images) for each kind of pass on `zm`, on `n` images of its evaluation pool."""
     pool = data.pool(_pool_of(zm))
     idx = spread.spread(len(pool), n)
@@ -120,8 +120,10 @@ def unit_runs(zm, kinds: set[str], n: int) -> dict:
         if f"median_{w}" in kinds:
             runs[f"median_{w}"] = (lambda w=w: defences.median_smooth(x, w, (0.0, 255.0)))
     if "ci_gradient" in kinds:
-        det = CausAdvDetector(zm, cache=False, progress=False)
-        det.fit(x, y)
+        setup = next(s for s in experiment.setups(profile) if s.model == zm.name)   # notebook 07's detector
+        fs = experiment.fit_set(setup)
+        det = CausAdvDetector(zm, fpr=config.DETECTOR_FPR, cache=True, progress=False)
+        det.fit(fs.pixels, fs.labels, prototypes=experiment.prototype_set(setup))
         # the adaptive attacker's steps: 4 iterations minus 1 (the difference is 3 steps, tracing excluded)
         one = lambda: adaptive.adaptive_attack(det, x, y, eps=8 / 255, iterations=(1,), cache=False, progress=False)
         four = lambda: adaptive.adaptive_attack(det, x, y, eps=8 / 255, iterations=(4,), cache=False, progress=False)
@@ -129,9 +131,9 @@ def unit_runs(zm, kinds: set[str], n: int) -> dict:
     return runs
 
 
-def measure_units(models: dict, kinds: dict[str, set], n: int, repeats: int) -> dict[tuple[str, str], float]:
+def measure_units(models: dict, kinds: dict[str, set], n: int, repeats: int, profile: str) -> dict[tuple[str, str], float]:
     """Seconds per image of each (model, kind): medians over `repeats`, runs alternating across models."""
-    runs = {(name, k): fn for name, zm in models.items() for k, fn in unit_runs(zm, kinds[name], n).items()}
+    runs = {(name, k): fn for name, zm in models.items() for k, fn in unit_runs(zm, kinds[name], n, profile).items()}
     for fn in runs.values():                                   # warm-up: tracing, first reads
         for f in (fn if isinstance(fn, tuple) else (fn,)):
             f()
@@ -177,7 +179,7 @@ def main(argv=None) -> int:
         models[name] = own_model_b() if name == budget.NB09_B else zoo.get(name)
         loads[name] = time.perf_counter() - t0
     fixed = {"kernel": kernel_seconds(args.repeats)}
-    units = measure_units(models, kinds, args.images, args.repeats)
+    units = measure_units(models, kinds, args.images, args.repeats, args.profile)
     print(f"# {os.uname().machine}, {os.cpu_count()} CPUs, profile={args.profile}, images={args.images}, "
           f"repeats={args.repeats}; units in ms per image, kernel and load in s")
     print(f"unit kernel={fixed['kernel']:.2f}")
