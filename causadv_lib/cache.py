@@ -12,7 +12,7 @@ half-written entry.
 A changed parameter or a changed line of the computing code gives a different key, so a stale entry is
 never served; a corrupted entry (or one its `validate` callback refuses) is reported, deleted and
 recomputed; delete the folder to reclaim space. A `validate` check runs once per entry content: the sha256
-of an entry that passed it (or that this process computed) is recorded beside it in ``KEY.validated``, and
+of an entry that passed it (on load, or right after it was computed) is recorded beside it in ``KEY.validated``, and
 a later hit whose file has those bytes is served without the check (an attack entry's check is a forward
 pass over its images); a file with other bytes is checked again. The one entry point for a call site is `cached`::
 
@@ -340,8 +340,8 @@ def cached(namespace: str, key_parts: Iterable, compute: Callable[[], dict], *, 
         raise ValueError(f"compute() did not return the required arrays {missing} (it returned {sorted(arrays)})")
     arrays = {name: np.asarray(a) for name, a in arrays.items()}
     entry, digest = _save(namespace, k, arrays)
-    if validate is not None:
-        _record_validated(entry, digest)
+    if validate is not None and validate(arrays) is None:    # a wrong computation is stored unrecorded: the
+        _record_validated(entry, digest)                      # next load checks it again, warns and recomputes
     return arrays
 
 
