@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -46,11 +45,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from causadv_lib import attacks, ci, config, experiment, shards  # noqa: E402
+from causadv_lib import attacks, ci, config, experiment, runner, shards, zoo  # noqa: E402
+from ci_speed import timed  # noqa: E402  (the benchmarks' one timing rule: median after a warm-up)
 from causadv_lib.vocab import AttackKey  # noqa: E402
 
 KEYS = {"bim": AttackKey("bim", False, 24 / 255), "pgd": AttackKey("pgd", False, 24 / 255),
@@ -129,8 +130,6 @@ def per_task_overhead(n: int) -> float:
 
 def vgg16_costs(repeats: int) -> dict:
     """Seconds per image of one gradient step, one forward pass and one CI pass of a random-weight VGG16 at 224."""
-    import keras
-    from causadv_lib import runner, zoo
     keras.utils.set_random_seed(config.SEED)
     model = zoo.split_softmax(keras.applications.VGG16(weights=None), name="vgg16_224_random")
     norm = lambda x: keras.applications.vgg16.preprocess_input(np.array(x, np.float32))  # noqa: E731
@@ -139,21 +138,12 @@ def vgg16_costs(repeats: int) -> dict:
     x = np.random.default_rng(0).integers(0, 256, (runner.MICRO_BATCH, 224, 224, 3)).astype(np.float32)
     y = np.eye(1000, dtype=np.float32)[np.arange(2)]
 
-    def timed(fn, n):
-        fn()
-        out = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-        return statistics.median(out) / n
-
     # the gradient on 2 images per call (a block's cost is linear in its images); forward and CI passes on one
     # canonical call of MICRO_BATCH images (they pad to it: fewer images would cost as much)
-    grad = timed(lambda: clf._compiled_gradient(tf.constant(x[:2]), tf.constant(y)).numpy(), 2)
-    fwd = timed(lambda: runner.probabilities(zm.model, zm.normalize(x)), len(x))
+    grad = timed(lambda: clf._compiled_gradient(tf.constant(x[:2]), tf.constant(y)).numpy(), repeats) / 2
+    fwd = timed(lambda: runner.probabilities(zm.model, zm.normalize(x)), repeats) / len(x)
     cip = timed(lambda: ci.counterfactual_information(zm.model, zm.normalize(x), "block5_conv3", progress=False),
-                len(x))
+                repeats) / len(x)
     return {"grad_s": grad, "forward_s": fwd, "ci_s": cip}
 
 

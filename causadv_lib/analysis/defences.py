@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .. import config, paper, zoo
+from .. import config, paper
 from ..defences import PAPER_PURIFIERS, PURIFIERS, get, predict
 from ..paper import PaperTable
 from ..vocab import CLEAN, DATASET_LABELS, eps_label
