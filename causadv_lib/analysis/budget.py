@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .. import attacks, config, data, defences, experiment, peers, runner
+from .. import attacks, config, data, defences, experiment, peers, runner, zoo
 from ..ci import num_filters
 from ..zoo import evaluate
 
@@ -76,7 +76,7 @@ def items(profile: str = "paper", own_model_correct: dict[str, int] | None = Non
 
     # 00: every offline zoo model on each of its pools
     for name in evaluate.OFFLINE_MODELS:
-        for pool in evaluate.CHECK_POOLS[_dataset(name)]:
+        for pool in evaluate.CHECK_POOLS[zoo.get(name).dataset]:       # as notebook 00 does
             n = _pool_size(pool, P.accuracy_limit)
             add("00_models_and_data", name, "decode", n, f"top-1 on {pool}")
             add("00_models_and_data", name, "forward", n, f"top-1 on {pool}")
@@ -122,10 +122,6 @@ def items(profile: str = "paper", own_model_correct: dict[str, int] | None = Non
         out.extend(_beyond(profile, exp, succ))
     out.extend(_own_model(profile, own_model_correct))
     return out
-
-
-def _dataset(zoo_name: str) -> str:
-    return "cifar10" if zoo_name.endswith("cifar10") else "imagenet"
 
 
 def _beyond(profile: str, exp, succ: dict) -> list[Item]:
