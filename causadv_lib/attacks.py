@@ -90,7 +90,7 @@ import contextlib
 import math
 import warnings
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -145,6 +145,8 @@ class AttackResult:
     seed: int
     model: str = ""
     grid: bool = False        # True: every iterate rounded to the 8-bit grid (`adversarial` holds integers)
+    entry: str = ""           # the key of the cache entry holding exactly `adversarial` ("": none), a name for
+                              # these pixels in other cache keys; a slice or a join of results has none
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -158,7 +160,7 @@ class AttackResult:
     def params(self) -> dict:
         """Every attack parameter, for reports (eps and eps_step as fractions of the pixel range)."""
         keep = ("attack", "eps", "eps_step", "max_iter", "num_random_init", "targeted", "seed", "model", "grid")
-        return {k: v for k, v in asdict(self).items() if k in keep} | {"norm": "inf"}
+        return {k: getattr(self, k) for k in keep} | {"norm": "inf"}    # not asdict: it deep-copies the pixels
 
 
 def attack_parameters(attack: str, eps: float) -> dict:
@@ -653,17 +655,18 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
             return "its predictions differ from the model's on its adversarial pixels"
         return None
 
+    entry = ""
     if cache:
-        got = ccache.cached("attacks", [_model_key(zm, A, b), x, y, targets, attack, eps, p["eps_step"],
-                                        p["max_iter"], p["num_random_init"], targeted, seed, "inf",
-                                        "grid", grid, "part", first, total, "layout", LAYOUT_BLOCK,
-                                        runner.MICRO_BATCH,
-                                        zm.input_shape, __version__, art.__version__, _IMPL_VERSION],
-                            compute, required=("adversarial", "predicted"), validate=wrong, code=(__name__,))
+        parts = [_model_key(zm, A, b), ccache.key(x), y, targets, attack, eps, p["eps_step"], p["max_iter"],
+                 p["num_random_init"], targeted, seed, "inf", "grid", grid, "part", first, total, "layout",
+                 LAYOUT_BLOCK, runner.MICRO_BATCH, zm.input_shape, __version__, art.__version__, _IMPL_VERSION]
+        entry = ccache.entry_key("attacks", parts, (__name__,))
+        got = ccache.cached("attacks", parts, compute, required=("adversarial", "predicted"), validate=wrong,
+                            code=(__name__,), mapped=("adversarial",))
     else:
         got = compute()
     adv, pred = got["adversarial"], got["predicted"]
-    return AttackResult(adv, _success(pred, y, targets, targeted), pred, targets, y, **meta)
+    return AttackResult(adv, _success(pred, y, targets, targeted), pred, targets, y, **meta, entry=entry)
 
 
 def _success(pred: np.ndarray, labels: np.ndarray, targets: np.ndarray, targeted: bool) -> np.ndarray:

@@ -30,6 +30,8 @@ import hashlib
 import importlib
 import io
 import json
+import mmap
+import os
 import re
 import types
 import warnings
@@ -198,15 +200,29 @@ def load(namespace: str, k: str, required: tuple[str, ...] = ()) -> dict[str, np
     return None if got is None else got[0]
 
 
-def _load(namespace: str, k: str, required: tuple[str, ...]) -> tuple[dict[str, np.ndarray], str] | None:
-    """(arrays, sha256 of the entry file's bytes) of `load`, the file read once."""
+def _load(namespace: str, k: str, required: tuple[str, ...], mapped: tuple[str, ...] = ()
+          ) -> tuple[dict[str, np.ndarray], str] | None:
+    """(arrays, sha256 of the entry file's bytes) of `load`, the file opened once and mapped in memory.
+
+    mapped: arrays served as read-only views of the mapped file, read from disk only where they are used (an
+    attack entry's 180 MB of adversarial pixels, which most readers of an experiment never look at), when the
+    file's sha256 is the one recorded in ``KEY.validated`` (`_was_validated`: these bytes were checked
+    before, so the zip's own CRC check is not needed); every other array is read and CRC-checked by
+    ``np.load``, as are all of them for an entry without that record."""
     p = path(namespace, k)
-    if not p.exists():
+    try:
+        fh = open(p, "rb")
+    except FileNotFoundError:
         return None
     try:
-        raw = p.read_bytes()
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            digest = hashlib.sha256(view).hexdigest()
+            views = _mapped_arrays(fh, view, mapped) if mapped and _was_validated(p, digest) else {}
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as z:
+                arrays = {name: views[name] if name in views else z[name] for name in z.files}
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
         discard(p, f"{type(e).__name__}: {e}")
         return None
@@ -214,7 +230,41 @@ def _load(namespace: str, k: str, required: tuple[str, ...]) -> tuple[dict[str, 
     if missing:
         discard(p, f"missing arrays {missing}")
         return None
-    return arrays, hashlib.sha256(raw).hexdigest()
+    return arrays, digest
+
+
+def _mapped_arrays(fh, view, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `names` (those present) of the .npz file `fh`, as read-only views of `view` (the file mapped
+    in memory): ``np.load`` maps no member of an .npz (its ``mmap_mode`` is for .npy files), so each stored
+    (uncompressed) member's offset and .npy header are read here. A ValueError for a member that cannot be
+    viewed so."""
+    fh.seek(0)
+    with zipfile.ZipFile(fh) as z:
+        infos = {n: z.getinfo(f"{n}.npy") for n in names if f"{n}.npy" in z.NameToInfo}
+    return {name: _mapped_array(fh, view, name, info) for name, info in infos.items()}
+
+
+def _mapped_array(fh, view, name: str, info: zipfile.ZipInfo) -> np.ndarray:
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        raise ValueError(f"array {name!r} is compressed or encrypted; expected a plain np.savez member")
+    fh.seek(info.header_offset)
+    local = fh.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise ValueError(f"array {name!r}: bad zip local header")
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    fh.seek(start)
+    version = np.lib.format.read_magic(fh)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f"array {name!r}: unsupported .npy version {version}")
+    shape, fortran, dtype = read_header(fh)
+    if dtype.hasobject:
+        raise ValueError(f"array {name!r} holds Python objects; refused (no pickle)")
+    offset, count = fh.tell(), int(np.prod(shape, dtype=np.int64))
+    if offset - start + count * dtype.itemsize != info.file_size or start + info.file_size > len(view):
+        raise ValueError(f"array {name!r}: its size does not match its zip member")
+    return np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape, order="F" if fortran else "C")
 
 
 def _validated_path(entry: Path) -> Path:
@@ -302,8 +352,17 @@ def code_hash(*modules) -> str:
 
 
 # ------------------------------------------------------------------------------------------ cached
+def entry_key(namespace: str, key_parts: Iterable, code: tuple) -> str:
+    """The key of `cached`'s entry for these arguments: a name for its result in the key of another result
+    computed from it (the CI of an attack's adversarial pixels), in place of the result's bytes."""
+    if isinstance(code, (str, types.ModuleType)):
+        code = (code,)
+    return key(namespace, list(key_parts), ["code", code_hash(*code)])
+
+
 def cached(namespace: str, key_parts: Iterable, compute: Callable[[], dict], *, required: tuple[str, ...] = (),
-           validate: Callable[[dict], str | None] | None = None, code: tuple) -> dict[str, np.ndarray]:
+           validate: Callable[[dict], str | None] | None = None, code: tuple,
+           mapped: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The arrays `compute()` returns, served from ``NAMESPACE/KEY.npz`` when a good entry is there.
 
     key_parts: everything the result depends on besides code (the model fingerprint, the inputs, the
@@ -316,12 +375,12 @@ def cached(namespace: str, key_parts: Iterable, compute: Callable[[], dict], *, 
     `compute()` (a dict name -> array) runs, its result is saved and returned.
 
     Hit and miss return the same thing: a dict of numpy arrays (``np.asarray`` of what `compute`
-    returned), bit-identical to what is stored.
+    returned), bit-identical to what is stored. mapped: names of (large) arrays that a hit on an entry that
+    passed `validate` before serves as read-only views of the file mapped in memory, read from disk only where
+    they are used (`_load`).
     """
-    if isinstance(code, (str, types.ModuleType)):
-        code = (code,)
-    k = key(namespace, list(key_parts), ["code", code_hash(*code)])
-    hit = _load(namespace, k, tuple(required))
+    k = entry_key(namespace, key_parts, code)
+    hit = _load(namespace, k, tuple(required), tuple(mapped) if validate is not None else ())
     if hit is not None:
         arrays, digest = hit
         entry = path(namespace, k)

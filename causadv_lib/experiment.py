@@ -326,10 +326,16 @@ def _geometry(zm, images) -> np.ndarray:
     return preprocess.geometry_imagenet(images, zm.name)
 
 
-def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability") -> ci.CIResult:
-    """The CI pass of float pixels (cached on disk): the one CI stage of every pipeline here."""
-    return ci.counterfactual_information(zm.model, zm.normalize(pixels), zm.ci_layer, definition=definition,
-                                         cache=True, progress=progress)
+def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability", entry: str = "") -> ci.CIResult:
+    """The CI pass of float pixels (cached on disk): the one CI stage of every pipeline here. entry: the key of
+    the cache entry holding exactly `pixels` (`attacks.AttackResult.entry`): with a normalisation of the library
+    (`cache.callable_key`) the CI's key names the pixels by it, and they are normalised (and read) only if the CI
+    is computed."""
+    norm = ccache.callable_key(zm.normalize) if entry else None
+    inputs = (zm.normalize(pixels) if norm is None else
+              ci.KeyedInputs(len(pixels), ["pixels of", entry, "normalized by", norm], lambda: zm.normalize(pixels)))
+    return ci.counterfactual_information(zm.model, inputs, zm.ci_layer, definition=definition, cache=True,
+                                         progress=progress)
 
 
 def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress,
@@ -447,7 +453,7 @@ def _adversarial(setup: Setup, key: AttackKey, progress) -> AdversarialSet:
     with _timed(setup, "attack", key.full_label):
         res = _attack(zm, cs.pixels[source], cs.labels[source], key, progress)
     with _timed(setup, "ci", key.full_label):
-        ci_res = _ci_of(zm, res.adversarial, progress)
+        ci_res = _ci_of(zm, res.adversarial, progress, entry=res.entry)
     return AdversarialSet(setup, key, res, ci_res, source)
 
 
@@ -468,7 +474,7 @@ def _attacked(setup: Setup, key: AttackKey, limit: int | None, grid: bool, progr
     with _timed(setup, "attack", label):
         res = _attack(zm, cs.pixels[source], cs.labels[source], key, progress, grid=grid)
     with _timed(setup, "ci", label):
-        ci_res = _ci_of(zm, res.adversarial, progress)
+        ci_res = _ci_of(zm, res.adversarial, progress, entry=res.entry)
     return AdversarialSet(setup, key, res, ci_res, source)
 
 
@@ -489,8 +495,9 @@ def attacked(setup: Setup, key: AttackKey, *, limit: int | None = None, grid: bo
 def first(adv: AdversarialSet, n: int) -> AdversarialSet:
     """The first `n` attacked images of `adv` (the same results, not a new run)."""
     cut = slice(0, n)
-    res = dataclasses.replace(adv.attack_result, **{f: getattr(adv.attack_result, f)[cut] for f in
-                                                    ("adversarial", "success", "predicted", "targets", "labels")})
+    res = dataclasses.replace(adv.attack_result, entry="", **{f: getattr(adv.attack_result, f)[cut] for f in
+                                                              ("adversarial", "success", "predicted", "targets",
+                                                               "labels")})
     ci_res = dataclasses.replace(adv.ci_result, **{f: getattr(adv.ci_result, f)[cut] for f in
                                                    ("ci", "predicted", "probability", "target")})
     return AdversarialSet(adv.setup, adv.key, res, ci_res, adv.source[cut])
@@ -572,7 +579,7 @@ def _attack_shard(setup: Setup, key: AttackKey, first: int, total: int, clean_in
     res = attacks.generate(zm, _pixels(setup, idx[clean_index]), labels=labels[clean_index], attack=key.attack,
                            eps=key.eps, targeted=key.targeted, seed=config.SEED, cache=True, progress=False,
                            part=(first, total))
-    return res, _ci_of(zm, res.adversarial, False)
+    return res, _ci_of(zm, res.adversarial, False, entry=res.entry)
 
 
 def _joined(parts: list, fields: tuple[str, ...]):
@@ -617,7 +624,7 @@ def _sharded_attacks(setup: Setup, keys: tuple[AttackKey, ...], progress) -> Non
     for i, key in enumerate(keys):
         parts = out[i * len(spans):(i + 1) * len(spans)]
         if parts:
-            res = _joined([p[0] for p in parts], _ATTACK_FIELDS)
+            res = dataclasses.replace(_joined([p[0] for p in parts], _ATTACK_FIELDS), entry="")
             ci_res = _joined([p[1] for p in parts], _CI_FIELDS)
         else:                                       # no correctly classified image: the in-process empty run
             res = _attack(_zoo(setup), cs.pixels[source], cs.labels[source], key, False)
@@ -649,9 +656,10 @@ def logits(exp: Experiment, key: AttackKey | None = None) -> np.ndarray:
 @functools.cache
 def _ci_under(setup: Setup, key: AttackKey | None, definition: str) -> ci.CIResult:
     zm = _zoo(setup)
-    pixels = _clean(setup).pixels if key is None else adversarial(setup, key).attack_result.adversarial
+    res = None if key is None else adversarial(setup, key).attack_result
+    pixels = _clean(setup).pixels if res is None else res.adversarial
     with _timed(setup, f"ci ({definition})", "clean" if key is None else key.full_label):
-        return _ci_of(zm, pixels, None, definition)
+        return _ci_of(zm, pixels, None, definition, entry="" if res is None else res.entry)
 
 
 def with_definition(exp: Experiment, definition: str) -> Experiment:
@@ -714,6 +722,6 @@ def run_on_model(zm, pixels: np.ndarray, labels, dataset: str, *, attacks: tuple
     adversarial_ = {}
     for attack in attacks:
         adv = _attack(zm, pixels[correct], labels[correct], AttackKey(attack, False, eps), None)
-        res = _ci_of(zm, adv.adversarial, None)
+        res = _ci_of(zm, adv.adversarial, None, entry=adv.entry)
         adversarial_[attack] = (adv, res, adv.success & (res.predicted == adv.predicted))
     return ModelRun(zm.name, dataset, clean_, correct, adversarial_)

@@ -303,6 +303,39 @@ def test_cached_validates_each_entry_content_once(own_cache):
     assert compute.calls == 3 and len(seen) == 4 and again["n"][0] == 0     # the refusal, then the recomputation
 
 
+def test_mapped_arrays_of_a_checked_entry_are_read_only_views_of_its_bytes(own_cache):
+    """`mapped` arrays of an entry whose bytes passed `validate` are served as read-only views of the file mapped
+    in memory, bit-identical and in the file's order; before that check (and without a `validate`) every array
+    is read by np.load, and a mapped entry whose file changed is checked again."""
+    compute = _Compute()
+    run = lambda: cache.cached("unit", [1], compute, code=(cache,), validate=lambda a: None,  # noqa: E731
+                               mapped=("x", "absent"))
+    first = run()                                                     # computed: plain arrays
+    assert first["x"].flags.writeable and compute.calls == 1
+    hit = run()
+    assert compute.calls == 1 and list(hit) == list(first) == ["x", "n", "path"]
+    assert not hit["x"].flags.writeable and hit["n"].flags.writeable     # x viewed in the file, n read
+    assert hit["x"].tobytes() == first["x"].tobytes() and hit["x"].dtype == first["x"].dtype
+    assert hit["x"].shape == first["x"].shape
+    f = cache.path("unit", cache.entry_key("unit", [1], (cache,)))
+    np.savez(f, **(dict(first) | {"x": np.asfortranarray(first["x"] * 2)}))   # other bytes: checked again, read
+    again = run()
+    assert again["x"].flags.writeable and np.array_equal(again["x"], first["x"] * 2)
+    mapped = run()                                                    # now checked: viewed, Fortran order kept
+    assert not mapped["x"].flags.writeable and np.array_equal(mapped["x"], first["x"] * 2)
+    assert mapped["x"].flags.f_contiguous
+    plain = cache.cached("unit", [2], compute, code=(cache,), mapped=("x",))   # no validate: never mapped
+    plain = cache.cached("unit", [2], compute, code=(cache,), mapped=("x",))
+    assert plain["x"].flags.writeable and compute.calls == 2
+
+
+def test_entry_key_is_the_key_cached_stores_under(own_cache):
+    cache.cached("unit", [1, np.ones(2)], _Compute(), code=(cache,))
+    (f,) = (own_cache / "unit").glob("*.npz")
+    assert f.stem == cache.entry_key("unit", [1, np.ones(2)], (cache,)) == cache.entry_key("unit", [1, np.ones(2)], cache)
+    assert cache.entry_key("unit", [2, np.ones(2)], (cache,)) != f.stem
+
+
 def test_model_fingerprint_once_per_model_inside_models_fixed(monkeypatch):
     keras.utils.set_random_seed(0)
     i = keras.Input((4, 4, 3))

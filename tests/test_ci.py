@@ -345,6 +345,36 @@ def test_cache_serves_identical_arrays(tmp_path, monkeypatch):
     assert len(list((tmp_path / "ci").glob("*.npz"))) == 2
 
 
+def test_keyed_inputs_are_made_only_on_a_miss_and_give_the_same_ci(tmp_path, monkeypatch):
+    """Inputs given as `KeyedInputs`: the cache key holds their key, `make` runs once (on the miss), a hit never
+    makes them, the result is bit-identical to the inputs given as an array; another key is another entry;
+    without the cache they are made and used as given; a wrong count or bad n is refused."""
+    monkeypatch.setenv("CAUSADV_CACHE", str(tmp_path))
+    model, x = _model("gap"), images(3)
+    made = []
+    keyed = lambda key, arr=x: ci.KeyedInputs(len(arr), key, lambda: made.append(key) or arr)  # noqa: E731
+    plain = ci.counterfactual_information(model, x)
+    for _ in range(2):
+        got = ci.counterfactual_information(model, keyed(["entry", 1]), cache=True, target=None)
+        np.testing.assert_array_equal(got.ci, plain.ci)
+        np.testing.assert_array_equal(got.predicted, plain.predicted)
+        assert got.path == plain.path
+    assert made == [["entry", 1]]
+    ci.counterfactual_information(model, keyed(["entry", 2]), cache=True)
+    assert made == [["entry", 1], ["entry", 2]] and len(list((tmp_path / "ci").glob("*.npz"))) == 2
+    uncached = ci.counterfactual_information(model, keyed(["entry", 3]))
+    np.testing.assert_array_equal(uncached.ci, plain.ci)
+    assert made[-1] == ["entry", 3]
+    empty = ci.counterfactual_information(model, ci.KeyedInputs(0, ["none"], lambda: made.append("empty")), cache=True)
+    assert empty.ci.shape == (0, plain.ci.shape[1]) and made[-1] != "empty"
+    with pytest.raises(ValueError, match="promised n=2"):
+        ci.counterfactual_information(model, ci.KeyedInputs(2, ["entry", 4], lambda: x), cache=True)
+    with pytest.raises(ValueError, match="n="):
+        ci.counterfactual_information(model, ci.KeyedInputs(-1, ["entry", 5], lambda: x), cache=True)
+    with pytest.raises(ValueError, match="target has shape"):
+        ci.counterfactual_information(model, keyed(["entry", 6]), target=[0, 1], cache=True)
+
+
 def test_changed_weights_are_seen():
     """The closed form keeps a transposed copy of the first Dense kernel: changing it in place is seen."""
     model = flatten_dense()

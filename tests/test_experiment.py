@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from causadv_lib import config, experiment, paper, strategies, vocab
+from causadv_lib import cache, ci, config, experiment, paper, strategies, vocab
 from causadv_lib.analysis import tables
 from causadv_lib.vocab import CLEAN, AttackKey
 
@@ -176,10 +176,14 @@ def test_success_rows():
 
 
 # --------------------------------------------------------------------------- end to end, tiny model
-def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch):
+@pytest.mark.parametrize("library_norm", [False, True])
+def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch, library_norm):
+    """The whole experiment on a tiny CNN; with a normalisation of the library (`library_norm`), the CI of each
+    attack is keyed by its attack's cache entry and its pixels are read only to compute it: the CI vectors are
+    those of the pixels, and a new process state serves them without reading the pixels."""
     import keras
 
-    from causadv_lib import data, samples, zoo
+    from causadv_lib import data, preprocess, samples, zoo
 
     monkeypatch.setenv(config.CACHE_ENV, str(tmp_path))
     monkeypatch.setitem(config.ATTACK_EPS, "cifar10", (24 / 255,))
@@ -189,6 +193,8 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch):
     h = keras.layers.GlobalAveragePooling2D()(h)
     out = keras.layers.Dense(10, activation="softmax")(h)
     norm = lambda x: (np.asarray(x, np.float32) / 255.0).astype(np.float32)  # noqa: E731
+    if library_norm:
+        norm = preprocess.normalize_vgg16_bn_cifar10
     zm = zoo.custom(keras.Model(inp, out), norm, normalize=norm, name="tiny", dataset="cifar10")
 
     rng = np.random.default_rng(0)
@@ -230,6 +236,22 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch):
         assert np.array_equal(again.attack_result.adversarial, first)
         assert any((tmp_path / "attacks").iterdir()) and any((tmp_path / "ci").iterdir())
         assert tables.strategy_results(experiment.run(setup, progress=False))
+        for key, adv in exp.adversarial.items():           # CI of each attack: that of its pixels, bit for bit
+            res = adv.attack_result
+            assert res.entry == (cache.path("attacks", res.entry).stem)
+            direct = ci.counterfactual_information(zm.model, norm(res.adversarial), zm.ci_layer)
+            assert np.array_equal(adv.ci_result.ci, direct.ci) and np.array_equal(adv.ci_result.predicted,
+                                                                                  direct.predicted)
+            assert experiment.first(adv, 2).attack_result.entry == ""
+        experiment.clear_memo()
+        real, kinds, made = ci.counterfactual_information, [], []
+        monkeypatch.setattr(ci, "counterfactual_information",
+                            lambda model, images, *a, **kw: kinds.append(type(images).__name__) or real(model, images,
+                                                                                                     *a, **kw))
+        monkeypatch.setattr(ci.checks, "keyed_images", lambda *a: made.append(1))   # would fail if called
+        experiment.run(setup, progress=False)
+        assert kinds == ["ndarray"] + ["KeyedInputs" if library_norm else "ndarray"] * 6    # clean, then attacks
+        assert not made                                    # served from the cache: no attack's pixels made
     finally:
         experiment.clear_memo()
 

@@ -65,6 +65,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -81,7 +82,7 @@ from .engine import ELEMENT_BUDGET, HEAD_BUDGET
 from .naive import NAIVE_BATCH
 from .plan import PATHS
 
-__all__ = ["counterfactual_information", "reference_ablation", "CIResult", "DEFINITIONS", "OUTPUTS", "METHODS",
+__all__ = ["counterfactual_information", "reference_ablation", "CIResult", "KeyedInputs", "DEFINITIONS", "OUTPUTS", "METHODS",
            "PATHS", "default_layer", "num_filters", "closed_form_pattern", "images_per_call", "layout_key",
            "check_batch_size", "MICRO_BATCH", "NAIVE_BATCH", "ELEMENT_BUDGET", "HEAD_BUDGET",
            "ci_function", "CIFunction"]
@@ -104,6 +105,20 @@ class CIResult:
     filters: np.ndarray = field(default=None)  # the filter index of each column (all K unless a subset)
 
 
+@dataclass(frozen=True)
+class KeyedInputs:
+    """`n` model inputs known by a cache-key part and made only if needed: the ``images`` of a cached
+    `counterfactual_information` whose key holds `key` in place of the input bytes, and which calls `make()`
+    (returning the (n, ...) float inputs) only on a cache miss. The caller's promise: inputs with equal keys are
+    equal, e.g. the key of the cache entry of an attack's adversarial pixels and the name of the
+    normalisation (`experiment`). Hashing and checking 180 MB of ImageNet inputs to find CI vectors that are
+    already on disk took longer than reading them."""
+
+    n: int
+    key: object
+    make: Callable[[], np.ndarray]
+
+
 def layout_key() -> tuple:
     """Everything about the canonical layout that can change a CI bit (part of every cache key)."""
     return ("layout", runner.MICRO_BATCH, naive.NAIVE_BATCH, engine.ELEMENT_BUDGET, engine.HEAD_BUDGET)
@@ -112,7 +127,8 @@ def layout_key() -> tuple:
 def counterfactual_information(model, images, layer=None, *, target=None, definition: str = "probability",
                                outputs: str = "probabilities", method: str = "auto", batch_size: int = 32,
                                cache: bool = False, progress: bool | None = None) -> CIResult:
-    """CI of every filter of `layer` for each of `images` (already-preprocessed float model inputs).
+    """CI of every filter of `layer` for each of `images` (already-preprocessed float model inputs, or a
+    `KeyedInputs` that makes them).
 
     layer: name or Layer with an (H, W, K) output; None = `default_layer(model)`.
     target: class (int or (N,) ints) whose CI is computed; None = the predicted class.
@@ -123,38 +139,43 @@ def counterfactual_information(model, images, layer=None, *, target=None, defini
     compiled call runs the canonical layout (MICRO_BATCH), so an image's CI vector is bit-identical
     whatever the batch size and whichever images share the call.
     cache: reuse CI vectors stored under `config.cache_dir()/ci`, keyed by the model (architecture and
-    weights), the layer, the input bytes, the target, the definition, outputs, method, the layout and the
-    library version and the source code of the ci package, keras_graph and runner (`cache.cached`): a hit is
-    bit-identical to recomputing. Off by default; notebooks turn it on.
+    weights), the layer, the input bytes (or the key of a `KeyedInputs` given as `images`, made only on a
+    miss), the target, the definition, outputs, method, the layout and the library version and the source
+    code of the ci package, keras_graph and runner (`cache.cached`): a hit is bit-identical to recomputing. Off by default; notebooks turn it on.
     progress: a progress bar over batches (None: only for runs longer than 2 s).
     An empty batch gives an empty result of the right shape.
     """
+    keyed = images if isinstance(images, KeyedInputs) else None
+    if keyed is not None and not cache:
+        images, keyed = keyed.make(), None
     eng, images, target = checks.check_arguments(model, images, layer, target, definition, outputs, method,
-                                                 batch_size)
+                                                 batch_size, n=None if keyed is None else keyed.n)
     p = eng.p
     path = "naive" if method == "naive" else (
         plan.closed_path(p) if method == "auto" and p.closed else "generic")
-    if not len(images):
+    n = len(target)
+    if not n:
         return _empty(p, definition, path)
     def compute():
+        x = images if keyed is None else checks.keyed_images(eng, model, keyed.make(), n, outputs)
         step = runner.round_up(batch_size, runner.MICRO_BATCH)
         if path == "naive":
-            out = naive.run_naive(eng, definition, images, target, list(range(p.K)),
+            out = naive.run_naive(eng, definition, x, target, list(range(p.K)),
                                   runner.round_up(batch_size, naive.NAIVE_BATCH), progress)
         elif path == "generic":
-            out = engine.run_generic(eng, definition, images, target, step, progress)
+            out = engine.run_generic(eng, definition, x, target, step, progress)
         else:
-            out = engine.run_closed(eng, definition, images, target, step, progress)
+            out = engine.run_closed(eng, definition, x, target, step, progress)
         return dict(zip(("ci", "predicted", "probability", "target"), out)) | {"path": np.array(path)}
 
     def wrong(a):
-        n = len(images)
         want = {"ci": (n, p.K), "predicted": (n,), "probability": (n,), "target": (n,), "path": ()}
         bad = {k: a[k].shape for k in want if a[k].shape != want[k]}
         return f"shapes {bad}, expected {want}" if bad else None
 
     if cache:
-        got = ccache.cached("ci", [ccache.model_fingerprint(model), p.layer_name, images, target, definition,
+        inputs = images if keyed is None else ["keyed inputs", keyed.key]
+        got = ccache.cached("ci", [ccache.model_fingerprint(model), p.layer_name, inputs, target, definition,
                                    outputs, method, layout_key(), __version__],
                             compute, required=("ci", "predicted", "probability", "target", "path"), validate=wrong,
                             code=("causadv_lib.ci", "causadv_lib.keras_graph", "causadv_lib.runner"))

@@ -65,8 +65,10 @@ def check_probability_output(eng, model, images: np.ndarray, outputs: str) -> No
                          f"{probs.max():.3g}]); pass outputs='logits' for a model that outputs logits")
 
 
-def check_arguments(model, images, layer, target, definition, outputs, method, batch_size):
-    """Every argument checked -> (engine, float32 images, int32 targets); a ValueError naming a bad one."""
+def check_arguments(model, images, layer, target, definition, outputs, method, batch_size, n: int | None = None):
+    """Every argument checked -> (engine, float32 images, int32 targets); a ValueError naming a bad one.
+    n: the number of images when they are not given yet (`images` is then returned as it is, and checked by
+    `keyed_images` when made)."""
     if definition not in DEFINITIONS:
         raise ValueError(f"definition={definition!r}; expected one of {DEFINITIONS}")
     if outputs not in OUTPUTS:
@@ -80,7 +82,21 @@ def check_arguments(model, images, layer, target, definition, outputs, method, b
         raise ValueError(f"definition={definition!r} needs the logits, but the output of model {model.name!r} "
                          "is not a softmax (layer or Dense activation) whose input could be read; "
                          "pass outputs='logits' if the model outputs logits")
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n={n!r}; expected the number of images, an int >= 0")
+        return eng, images, check_target(target, int(n), int(eng.p.output_tensor.shape[-1]))
     x = check_images(images, model.name, tuple(eng.p.fmodel.inputs[0].shape[1:]))
     t = check_target(target, len(x), int(eng.p.output_tensor.shape[-1]))
     check_probability_output(eng, model, x, outputs)
     return eng, x, t
+
+
+def keyed_images(eng, model, images, n: int, outputs: str) -> np.ndarray:
+    """The images that a `KeyedInputs` made, checked as `check_arguments` checks given ones, and their number
+    against the `n` it promised."""
+    x = check_images(images, model.name, tuple(eng.p.fmodel.inputs[0].shape[1:]))
+    if len(x) != n:
+        raise ValueError(f"KeyedInputs made {len(x)} images; it promised n={n}")
+    check_probability_output(eng, model, x, outputs)
+    return x
