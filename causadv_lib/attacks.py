@@ -588,7 +588,8 @@ def _check_grid_images(x: np.ndarray, name: str) -> None:
 
 def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps: float = 8 / 255,
              targeted: bool = False, seed: int = config.SEED, batch_size: int = 32, cache: bool = True,
-             progress: bool | None = None, grid: bool = False, part: tuple[int, int] | None = None) -> AttackResult:
+             progress: bool | None = None, grid: bool = False, part: tuple[int, int] | None = None,
+             images_key=None) -> AttackResult:
     """Adversarial examples of `images` against `zoo_model` (a zoo name or `zoo.ZooModel`).
 
     images: (N, H, W, 3) uint8 or float pixel values in [0, 255] at the model's input size
@@ -603,6 +604,8 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
     blocks; grid attacks: `runner`'s). part: ``(first, total)``: the images are images ``first .. first + N - 1``
     of a run of `total` images (a shard of it, `experiment`'s sharded runs), and get what they get in that run:
     its targets, PGD starts and gradient layout, so shards put together are the whole run bit for bit.
+    images_key: a cache-key part standing for `images` in place of their bytes (the caller's promise: equal
+    parts, equal images; `experiment` names its clean images by their cache entry and rows).
     """
     zm = zoo.resolve(zoo_model)
     attack = _check_attack(attack)
@@ -657,7 +660,8 @@ def generate(zoo_model, images: np.ndarray, *, labels, attack: str = "pgd", eps:
 
     entry = ""
     if cache:
-        parts = [_model_key(zm, A, b), ccache.key(x), y, targets, attack, eps, p["eps_step"], p["max_iter"],
+        pixels = ccache.key(x) if images_key is None else ["images", images_key]
+        parts = [_model_key(zm, A, b), pixels, y, targets, attack, eps, p["eps_step"], p["max_iter"],
                  p["num_random_init"], targeted, seed, "inf", "grid", grid, "part", first, total, "layout",
                  LAYOUT_BLOCK, runner.MICRO_BATCH, zm.input_shape, __version__, art.__version__, _IMPL_VERSION]
         entry = ccache.entry_key("attacks", parts, (__name__,))

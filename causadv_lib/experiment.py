@@ -187,6 +187,7 @@ class CleanSet:
     labels: np.ndarray          # (N,) int64 true classes
     pixels: np.ndarray          # (N, H, W, 3) float32 pixel values in [0, 255] at the model's input size
     ci_result: ci.CIResult      # CI of all N images (predicted class, its probability, CI vectors)
+    pixels_entry: str = ""      # the cache entry holding exactly `pixels` ("": none), their name in other keys
 
     @property
     def correct(self) -> np.ndarray:
@@ -318,12 +319,16 @@ def _zoo(setup: Setup):
     return setup.zoo_model()
 
 
-def _geometry(zm, images) -> np.ndarray:
+def _geometry_of(zm):
+    """The model's resize/crop of uint8 images: its own `geometry`, else its dataset's."""
     if zm.geometry is not None:
-        return zm.geometry(images)
-    if zm.dataset == "cifar10":
-        return preprocess.geometry_cifar(images, zm.name)
-    return preprocess.geometry_imagenet(images, zm.name)
+        return zm.geometry
+    fn = preprocess.geometry_cifar if zm.dataset == "cifar10" else preprocess.geometry_imagenet
+    return functools.partial(fn, model=zm.name)
+
+
+def _geometry(zm, images) -> np.ndarray:
+    return _geometry_of(zm)(images)
 
 
 def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability", entry: str = "") -> ci.CIResult:
@@ -339,10 +344,10 @@ def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability", en
 
 
 def _attack(zm, pixels: np.ndarray, labels: np.ndarray, key: AttackKey, progress,
-            grid: bool = False) -> attacks.AttackResult:
+            grid: bool = False, images_key=None) -> attacks.AttackResult:
     """The attack stage of every pipeline here (seeded with `config.SEED`, cached on disk)."""
     return attacks.generate(zm, pixels, labels=labels, attack=key.attack, eps=key.eps, targeted=key.targeted,
-                            seed=config.SEED, cache=True, progress=progress, grid=grid)
+                            seed=config.SEED, cache=True, progress=progress, grid=grid, images_key=images_key)
 
 
 @functools.cache
@@ -362,19 +367,56 @@ def _pixels(setup: Setup, idx: np.ndarray) -> np.ndarray:
     return _geometry(_zoo(setup), data.pool(setup.eval_pool).load(idx)).astype(np.float32)
 
 
+def _stored_pixels(setup: Setup, idx: np.ndarray) -> tuple[np.ndarray, str]:
+    """(`_pixels`, the key of the cache entry holding them): decoded once, then read from the cache (a checked
+    entry is mapped in memory, read only where used: 2 s of JPEG decoding for the ImageNet sample in every
+    notebook); ("" and decoded each time where the pool's files or the geometry are not known by name)."""
+    zm = _zoo(setup)
+    n, shape = len(idx), (len(idx), *zm.input_shape)
+    part = zm.inputs_key(data.pool(setup.eval_pool), idx, _geometry_of(zm))
+    if part is None:
+        return _pixels(setup, idx), ""
+
+    def wrong(a):
+        x = a["pixels"]
+        return None if x.shape == shape and x.dtype == np.float32 else f"pixels {x.dtype} {x.shape}, expected float32 {shape}"
+
+    parts, code = [part, "float32", n], ("causadv_lib.data", "causadv_lib.preprocess", __name__)
+    got = ccache.cached("pixels", parts, lambda: {"pixels": _pixels(setup, idx)}, required=("pixels",),
+                        validate=wrong, code=code, mapped=("pixels",))
+    return got["pixels"], ccache.entry_key("pixels", parts, code)
+
+
 @functools.cache
 def _clean(setup: Setup) -> CleanSet:
     ids, labels, idx = _sample(setup)
     with _timed(setup, "load", "clean images"):
-        pixels = _pixels(setup, idx)
+        pixels, entry = _stored_pixels(setup, idx)
     if shards.sharded():
         if (setup, "clean") not in _FROM_SHARDS:
             _sharded_clean(setup, None)
         res = _FROM_SHARDS[(setup, "clean")]
     else:
         with _timed(setup, "ci", "clean"):
-            res = _ci_of(_zoo(setup), pixels, None)
-    return CleanSet(setup, ids, labels, pixels, res)
+            res = _ci_of(_zoo(setup), pixels, None, entry=entry)
+    return CleanSet(setup, ids, labels, pixels, res, entry)
+
+
+@functools.cache
+def _attack_inputs(setup: Setup) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """(indices in the clean set, pixels, their key part or None) of the correctly classified clean images: the
+    images every attack of `setup` runs on (copied from the clean set once per process)."""
+    cs = _clean(setup)
+    source = np.flatnonzero(cs.correct)
+    return source, cs.pixels[source], (["rows", source, "of", cs.pixels_entry] if cs.pixels_entry else None)
+
+
+def _attack_inputs_first(setup: Setup, limit: int | None) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """`_attack_inputs` of the first `limit` of them (None: all)."""
+    source, x, key = _attack_inputs(setup)
+    if limit is None or limit >= len(source):
+        return source, x, key
+    return source[:limit], x[:limit], (None if key is None else ["first", limit, "of", key])
 
 
 def clean(setup: Setup) -> CleanSet:
@@ -449,9 +491,9 @@ def _adversarial(setup: Setup, key: AttackKey, progress) -> AdversarialSet:
         return _FROM_SHARDS[(setup, key)]
     zm = _zoo(setup)
     cs = _clean(setup)
-    source = np.flatnonzero(cs.correct)
+    source, x, x_key = _attack_inputs(setup)
     with _timed(setup, "attack", key.full_label):
-        res = _attack(zm, cs.pixels[source], cs.labels[source], key, progress)
+        res = _attack(zm, x, cs.labels[source], key, progress, images_key=x_key)
     with _timed(setup, "ci", key.full_label):
         ci_res = _ci_of(zm, res.adversarial, progress, entry=res.entry)
     return AdversarialSet(setup, key, res, ci_res, source)
@@ -469,10 +511,10 @@ def adversarial(setup: Setup, key: AttackKey, progress: bool | None = None) -> A
 def _attacked(setup: Setup, key: AttackKey, limit: int | None, grid: bool, progress) -> AdversarialSet:
     zm = _zoo(setup)
     cs = _clean(setup)
-    source = np.flatnonzero(cs.correct)[:limit]
+    source, x, x_key = _attack_inputs_first(setup, limit)
     label = key.full_label + (f", first {limit}" if limit is not None else "") + (", 8-bit grid" if grid else "")
     with _timed(setup, "attack", label):
-        res = _attack(zm, cs.pixels[source], cs.labels[source], key, progress, grid=grid)
+        res = _attack(zm, x, cs.labels[source], key, progress, grid=grid, images_key=x_key)
     with _timed(setup, "ci", label):
         ci_res = _ci_of(zm, res.adversarial, progress, entry=res.entry)
     return AdversarialSet(setup, key, res, ci_res, source)
@@ -547,7 +589,8 @@ def run(setup: Setup, progress: bool = True) -> Experiment:
 
 def clear_memo() -> None:
     """Forget the in-process memo (the disk caches stay)."""
-    for memo in (_sample, _clean, _fit_set, _prototype_set, _adversarial, _attacked, _logits, _ci_under):
+    for memo in (_sample, _clean, _attack_inputs, _fit_set, _prototype_set, _adversarial, _attacked, _logits,
+                 _ci_under):
         memo.cache_clear()
     _FROM_SHARDS.clear()
     TIMINGS.clear()

@@ -203,7 +203,8 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch, library_norm):
     ids = tuple(f"img{i}" for i in range(40))
     labels = predicted.copy()
     labels[1] = (labels[1] + 1) % 10                          # one misclassified evaluation image
-    pool = data.ImagePool("tiny_pool", ids, labels, data.CIFAR10_CLASSES, lambda idx: images[idx])
+    sources = tuple(f"sha256:{cache.key(im)}" for im in images) if library_norm else None   # files known by hash
+    pool = data.ImagePool("tiny_pool", ids, labels, data.CIFAR10_CLASSES, lambda idx: images[idx], sources)
     monkeypatch.setattr(data, "pool", lambda name: pool)
     monkeypatch.setattr(samples, "for_profile", lambda model, pool_name, profile: samples.SampleList(
         model, pool_name, ids[:6], tuple(int(y) for y in labels[:6])))
@@ -250,8 +251,12 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch, library_norm):
                                                                                                      *a, **kw))
         monkeypatch.setattr(ci.checks, "keyed_images", lambda *a: made.append(1))   # would fail if called
         experiment.run(setup, progress=False)
-        assert kinds == ["ndarray"] + ["KeyedInputs" if library_norm else "ndarray"] * 6    # clean, then attacks
-        assert not made                                    # served from the cache: no attack's pixels made
+        assert kinds == ["KeyedInputs" if library_norm else "ndarray"] * 7    # clean, then attacks
+        assert not made                                    # served from the cache: no pixels made
+        if library_norm:                                   # the clean pixels: decoded once, then read from the cache
+            cs = experiment.clean(setup)
+            assert cs.pixels_entry and not cs.pixels.flags.writeable
+            assert np.array_equal(cs.pixels, images[:6].astype(np.float32))
     finally:
         experiment.clear_memo()
 

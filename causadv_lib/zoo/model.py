@@ -56,13 +56,13 @@ class ZooModel:
             return np.zeros((0, self.num_classes), np.float32)
         return runner.probabilities(self.model, x, batch_size=batch_size)  # the one fixed-batch forward pass
 
-    def inputs_key(self, pool, indices) -> list | None:
-        """A cache-key part standing for ``preprocess(pool.load(indices))`` without decoding an image: the
-        content hashes of the pool's files (`ImagePool.fingerprint`) and the name of the preprocessing
+    def inputs_key(self, pool, indices, fn: Callable | None = None) -> list | None:
+        """A cache-key part standing for ``fn(pool.load(indices))`` (`fn` default: `preprocess`) without decoding
+        an image: the content hashes of the pool's files (`ImagePool.fingerprint`) and the name of `fn`
         (`cache.callable_key`), with PIL's version (it resizes). None when either is unknown (a pool or a
-        preprocessing of yours): then key the preprocessed inputs themselves. A result keyed by this part must
+        function of yours): then key the preprocessed inputs themselves. A result keyed by this part must
         name ``causadv_lib.data`` and ``causadv_lib.preprocess`` in its cache `code`."""
-        files, pre = pool.fingerprint(indices), callable_key(self.preprocess)
+        files, pre = pool.fingerprint(indices), callable_key(self.preprocess if fn is None else fn)
         return None if files is None or pre is None else ["pool inputs", files, pre, PIL.__version__]
 
     def predict(self, images, batch_size: int = 64) -> np.ndarray:
