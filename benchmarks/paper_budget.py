@@ -8,8 +8,8 @@ The passes are counted from the profile (`causadv_lib.analysis.budget.items`: th
 vectors, prototypes, purifiers, the evaluations; the experiment's sizes from its cache). Each kind of pass is
 timed here, per model, in this run: the median of ``--repeats`` runs on ``--images`` images after a warm-up,
 the models' passes alternating so that noise hits all alike; ``kernel`` is what ``make paper`` runs for every
-notebook (the ``jupytext`` and ``papermill`` commands) on a notebook that only imports the library, ``load`` the
-first build of each zoo model in this process.
+notebook (the ``jupytext`` and ``papermill`` commands) on a notebook that only imports the library, ``load`` a
+fresh build of each zoo model (what a notebook's first ``zoo.get`` of it costs).
 The lower bound of a notebook is the sum of its passes at these costs, plus ``kernel`` and one ``load`` per
 model; its measured time (``timings.tsv``, written by ``make paper``) over that bound is its ratio, the same on
 any machine as far as a notebook's time scales like its passes. Lines::
@@ -174,9 +174,9 @@ def main(argv=None) -> int:
     for it in work:
         kinds[it.model].add(it.kind)
     loads, models = {}, {}
-    for name in sorted(kinds):
+    for name in sorted(kinds):              # a fresh build, as a notebook's first zoo.get (budget.items built some)
         t0 = time.perf_counter()
-        models[name] = own_model_b() if name == budget.NB09_B else zoo.get(name)
+        models[name] = own_model_b() if name == budget.NB09_B else zoo.BUILDERS[name]()
         loads[name] = time.perf_counter() - t0
     fixed = {"kernel": kernel_seconds(args.repeats)}
     units = measure_units(models, kinds, args.images, args.repeats, args.profile)
