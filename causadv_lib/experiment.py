@@ -187,7 +187,7 @@ class CleanSet:
     labels: np.ndarray          # (N,) int64 true classes
     pixels: np.ndarray          # (N, H, W, 3) float32 pixel values in [0, 255] at the model's input size
     ci_result: ci.CIResult      # CI of all N images (predicted class, its probability, CI vectors)
-    pixels_entry: str = ""      # the cache entry holding exactly `pixels` ("": none), their name in other keys
+    pixels_digest: str = ""     # `cache.key(pixels)` ("": not known), their name in other keys
 
     @property
     def correct(self) -> np.ndarray:
@@ -331,14 +331,14 @@ def _geometry(zm, images) -> np.ndarray:
     return _geometry_of(zm)(images)
 
 
-def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability", entry: str = "") -> ci.CIResult:
-    """The CI pass of float pixels (cached on disk): the one CI stage of every pipeline here. entry: the key of
-    the cache entry holding exactly `pixels` (`attacks.AttackResult.entry`): with a normalisation of the library
-    (`cache.callable_key`) the CI's key names the pixels by it, and they are normalised (and read) only if the CI
-    is computed."""
-    norm = ccache.callable_key(zm.normalize) if entry else None
+def _ci_of(zm, pixels: np.ndarray, progress, definition: str = "probability", name: str = "") -> ci.CIResult:
+    """The CI pass of float pixels (cached on disk): the one CI stage of every pipeline here. name: a name of
+    exactly `pixels` (their `cache.key`, or the key of the attack entry holding them, `attacks.AttackResult.entry`):
+    with a normalisation of the library (`cache.callable_key`) the CI's key names the pixels by it, and they are
+    normalised (and read) only if the CI is computed."""
+    norm = ccache.callable_key(zm.normalize) if name else None
     inputs = (zm.normalize(pixels) if norm is None else
-              ci.KeyedInputs(len(pixels), ["pixels of", entry, "normalized by", norm], lambda: zm.normalize(pixels)))
+              ci.KeyedInputs(len(pixels), ["pixels", name, "normalized by", norm], lambda: zm.normalize(pixels)))
     return ci.counterfactual_information(zm.model, inputs, zm.ci_layer, definition=definition, cache=True,
                                          progress=progress)
 
@@ -368,38 +368,45 @@ def _pixels(setup: Setup, idx: np.ndarray) -> np.ndarray:
 
 
 def _stored_pixels(setup: Setup, idx: np.ndarray) -> tuple[np.ndarray, str]:
-    """(`_pixels`, the key of the cache entry holding them): decoded once, then read from the cache (a checked
-    entry is mapped in memory, read only where used: 2 s of JPEG decoding for the ImageNet sample in every
-    notebook); ("" and decoded each time where the pool's files or the geometry are not known by name)."""
+    """(`_pixels`, their `cache.key`): decoded once, then read from the cache with their digest (a checked entry is
+    mapped in memory and read only where used: 2 s of JPEG decoding and hashing for the ImageNet sample in every
+    notebook). Keyed by the pool's file hashes and the geometry's name; where those are not known by name,
+    decoded each time (digest "")."""
     zm = _zoo(setup)
-    n, shape = len(idx), (len(idx), *zm.input_shape)
+    shape = (len(idx), *zm.input_shape)
     part = zm.inputs_key(data.pool(setup.eval_pool), idx, _geometry_of(zm))
     if part is None:
         return _pixels(setup, idx), ""
 
+    def compute():
+        x = _pixels(setup, idx)
+        return {"pixels": x, "digest": np.array(ccache.key(x))}
+
     def wrong(a):
         x = a["pixels"]
-        return None if x.shape == shape and x.dtype == np.float32 else f"pixels {x.dtype} {x.shape}, expected float32 {shape}"
+        if x.shape != shape or x.dtype != np.float32:
+            return f"pixels {x.dtype} {x.shape}, expected float32 {shape}"
+        return None if str(a["digest"]) == ccache.key(x) else "the stored digest is not that of the pixels"
 
-    parts, code = [part, "float32", n], ("causadv_lib.data", "causadv_lib.preprocess", __name__)
-    got = ccache.cached("pixels", parts, lambda: {"pixels": _pixels(setup, idx)}, required=("pixels",),
-                        validate=wrong, code=code, mapped=("pixels",))
-    return got["pixels"], ccache.entry_key("pixels", parts, code)
+    got = ccache.cached("pixels", [part, "float32", len(idx)], compute, required=("pixels", "digest"),
+                        validate=wrong, code=("causadv_lib.data", "causadv_lib.preprocess", __name__),
+                        mapped=("pixels",))
+    return got["pixels"], str(got["digest"])
 
 
 @functools.cache
 def _clean(setup: Setup) -> CleanSet:
     ids, labels, idx = _sample(setup)
     with _timed(setup, "load", "clean images"):
-        pixels, entry = _stored_pixels(setup, idx)
+        pixels, digest = _stored_pixels(setup, idx)
     if shards.sharded():
         if (setup, "clean") not in _FROM_SHARDS:
             _sharded_clean(setup, None)
         res = _FROM_SHARDS[(setup, "clean")]
     else:
         with _timed(setup, "ci", "clean"):
-            res = _ci_of(_zoo(setup), pixels, None, entry=entry)
-    return CleanSet(setup, ids, labels, pixels, res, entry)
+            res = _ci_of(_zoo(setup), pixels, None, name=digest)
+    return CleanSet(setup, ids, labels, pixels, res, digest)
 
 
 @functools.cache
@@ -408,7 +415,7 @@ def _attack_inputs(setup: Setup) -> tuple[np.ndarray, np.ndarray, list | None]:
     images every attack of `setup` runs on (copied from the clean set once per process)."""
     cs = _clean(setup)
     source = np.flatnonzero(cs.correct)
-    return source, cs.pixels[source], (["rows", source, "of", cs.pixels_entry] if cs.pixels_entry else None)
+    return source, cs.pixels[source], (["rows", source, "of", cs.pixels_digest] if cs.pixels_digest else None)
 
 
 def _attack_inputs_first(setup: Setup, limit: int | None) -> tuple[np.ndarray, np.ndarray, list | None]:
@@ -495,7 +502,7 @@ def _adversarial(setup: Setup, key: AttackKey, progress) -> AdversarialSet:
     with _timed(setup, "attack", key.full_label):
         res = _attack(zm, x, cs.labels[source], key, progress, images_key=x_key)
     with _timed(setup, "ci", key.full_label):
-        ci_res = _ci_of(zm, res.adversarial, progress, entry=res.entry)
+        ci_res = _ci_of(zm, res.adversarial, progress, name=res.entry)
     return AdversarialSet(setup, key, res, ci_res, source)
 
 
@@ -516,7 +523,7 @@ def _attacked(setup: Setup, key: AttackKey, limit: int | None, grid: bool, progr
     with _timed(setup, "attack", label):
         res = _attack(zm, x, cs.labels[source], key, progress, grid=grid, images_key=x_key)
     with _timed(setup, "ci", label):
-        ci_res = _ci_of(zm, res.adversarial, progress, entry=res.entry)
+        ci_res = _ci_of(zm, res.adversarial, progress, name=res.entry)
     return AdversarialSet(setup, key, res, ci_res, source)
 
 
@@ -622,7 +629,7 @@ def _attack_shard(setup: Setup, key: AttackKey, first: int, total: int, clean_in
     res = attacks.generate(zm, _pixels(setup, idx[clean_index]), labels=labels[clean_index], attack=key.attack,
                            eps=key.eps, targeted=key.targeted, seed=config.SEED, cache=True, progress=False,
                            part=(first, total))
-    return res, _ci_of(zm, res.adversarial, False, entry=res.entry)
+    return res, _ci_of(zm, res.adversarial, False, name=res.entry)
 
 
 def _joined(parts: list, fields: tuple[str, ...]):
@@ -702,7 +709,7 @@ def _ci_under(setup: Setup, key: AttackKey | None, definition: str) -> ci.CIResu
     res = None if key is None else adversarial(setup, key).attack_result
     pixels = _clean(setup).pixels if res is None else res.adversarial
     with _timed(setup, f"ci ({definition})", "clean" if key is None else key.full_label):
-        return _ci_of(zm, pixels, None, definition, entry="" if res is None else res.entry)
+        return _ci_of(zm, pixels, None, definition, name=_clean(setup).pixels_digest if res is None else res.entry)
 
 
 def with_definition(exp: Experiment, definition: str) -> Experiment:
@@ -765,6 +772,6 @@ def run_on_model(zm, pixels: np.ndarray, labels, dataset: str, *, attacks: tuple
     adversarial_ = {}
     for attack in attacks:
         adv = _attack(zm, pixels[correct], labels[correct], AttackKey(attack, False, eps), None)
-        res = _ci_of(zm, adv.adversarial, None, entry=adv.entry)
+        res = _ci_of(zm, adv.adversarial, None, name=adv.entry)
         adversarial_[attack] = (adv, res, adv.success & (res.predicted == adv.predicted))
     return ModelRun(zm.name, dataset, clean_, correct, adversarial_)

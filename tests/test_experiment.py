@@ -255,7 +255,7 @@ def test_run_end_to_end_on_a_tiny_cnn(tmp_path, monkeypatch, library_norm):
         assert not made                                    # served from the cache: no pixels made
         if library_norm:                                   # the clean pixels: decoded once, then read from the cache
             cs = experiment.clean(setup)
-            assert cs.pixels_entry and not cs.pixels.flags.writeable
+            assert cs.pixels_digest == cache.key(images[:6].astype(np.float32)) and not cs.pixels.flags.writeable
             assert np.array_equal(cs.pixels, images[:6].astype(np.float32))
     finally:
         experiment.clear_memo()
