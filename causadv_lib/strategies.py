@@ -269,9 +269,26 @@ def top_causal(ci, n: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(ci, dtype=np.float64)
     n = _check_int(n, "n", 1)
     keys = np.where(x > 0, -x, np.inf)
-    order = np.argsort(keys, axis=1, kind="stable")[:, :n]
+    order = _first_stable(keys, n)
     present = np.take_along_axis(x, order, axis=1) > 0
     return order, present
+
+
+def _first_stable(keys: np.ndarray, n: int) -> np.ndarray:
+    """``np.argsort(keys, axis=1, kind="stable")[:, :n]`` without sorting whole rows (K = 1280 filters for the n
+    of a strategy): each row's n smallest keys are those below its n-th smallest, then the lowest-index ones equal
+    to it; only these n are sorted (stably, so ties stay in filter order)."""
+    rows, k = keys.shape
+    if n >= k or rows == 0:
+        return np.argsort(keys, axis=1, kind="stable")[:, :n]
+    kth = np.partition(keys, n - 1, axis=1)[:, n - 1:n]
+    below = keys < kth
+    at = keys == kth
+    room = n - below.sum(axis=1, keepdims=True)          # how many of the keys equal to kth are taken, >= 1
+    chosen = below | (at & (np.cumsum(at, axis=1) <= room))
+    idx = np.nonzero(chosen)[1].reshape(rows, n)         # n per row, in filter order
+    within = np.argsort(np.take_along_axis(keys, idx, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(idx, within, axis=1)
 
 
 def s4_common_features(ci, predicted, proto, n: int = 3, m: int = 10, rule="subset") -> StrategyResult:

@@ -162,6 +162,22 @@ def test_top_causal_ranking_and_tie_breaking():
     assert perm[idx_rev[0]].tolist() == [5, 2, 1]
 
 
+def test_top_causal_is_the_head_of_a_stable_sort():
+    """top_causal sorts only each row's n best filters: the same indices as a stable sort of whole rows, on rows
+    with ties, zeros, negatives and fewer than n causal filters."""
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        rows, k = int(rng.integers(0, 6)), int(rng.integers(1, 40))
+        ci = (rng.choice([-1.0, 0.0, 0.25, 0.5, 1.0], size=(rows, k)) if trial % 2 else rng.normal(size=(rows, k)))
+        ci[rng.random(ci.shape) < 0.3] = 0
+        for n in (1, 2, 3, 10, 50):
+            keys = np.where(ci > 0, -ci, np.inf)
+            idx, present = st.top_causal(ci, n)
+            want = np.argsort(keys, axis=1, kind="stable")[:, :n]
+            assert np.array_equal(idx, want), (trial, n)
+            assert np.array_equal(present, np.take_along_axis(ci, want, axis=1) > 0)
+
+
 def test_s4_overlap_on_crafted_rankings():
     K = 12
     proto = np.zeros((1, K), np.float32)
