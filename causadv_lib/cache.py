@@ -33,6 +33,7 @@ import json
 import mmap
 import os
 import re
+import struct
 import types
 import warnings
 import zipfile
@@ -241,7 +242,8 @@ def _mapped_arrays(fh, view, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     fh.seek(0)
     with zipfile.ZipFile(fh) as z:
         infos = {n: z.getinfo(f"{n}.npy") for n in names if f"{n}.npy" in z.NameToInfo}
-    return {name: _mapped_array(fh, view, name, info) for name, info in infos.items()}
+    views = {name: _mapped_array(fh, view, name, info) for name, info in infos.items()}
+    return {name: v for name, v in views.items() if v is not None}
 
 
 def _mapped_array(fh, view, name: str, info: zipfile.ZipInfo) -> np.ndarray:
@@ -264,6 +266,8 @@ def _mapped_array(fh, view, name: str, info: zipfile.ZipInfo) -> np.ndarray:
     offset, count = fh.tell(), int(np.prod(shape, dtype=np.int64))
     if offset - start + count * dtype.itemsize != info.file_size or start + info.file_size > len(view):
         raise ValueError(f"array {name!r}: its size does not match its zip member")
+    if offset % ALIGN:          # an entry written by np.savez: read it (`_load`), not a slow unaligned view
+        return None
     return np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape, order="F" if fortran else "C")
 
 
@@ -295,11 +299,31 @@ def _save(namespace: str, k: str, arrays: dict[str, np.ndarray]) -> tuple[Path, 
     bad = [name for name, a in arrays.items() if a.dtype == object]
     if bad:
         raise TypeError(f"cannot cache object arrays {bad} without pickle; use numeric or string dtypes")
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    raw = buf.getvalue()
+    raw = _npz_bytes(arrays)
     atomic_write_bytes(p, raw)
     return p, hashlib.sha256(raw).hexdigest()
+
+
+#: where each array's data starts in an entry file (bytes): numpy runs unaligned float arrays on slow paths, and
+#: TensorFlow copies them, so a member mapped in memory (`_mapped_array`) must start aligned
+ALIGN = 64
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """`arrays` as the bytes of an .npz file (what ``np.load`` reads), each stored member's data ALIGN-aligned in
+    the file: its local header's extra field is padded (the 0xD935 alignment field of Android's zipalign), and
+    a .npy header is a multiple of 64 bytes. The members carry a fixed date, so equal arrays give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, a in arrays.items():
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, a, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            start = buf.tell() + 30 + len(info.filename.encode()) + 6
+            info.extra = struct.pack("<HHH", 0xD935, 2 + (-start) % ALIGN, ALIGN) + b"\0" * ((-start) % ALIGN)
+            z.writestr(info, npy.getbuffer())
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------------------- code hash

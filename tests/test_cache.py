@@ -317,13 +317,18 @@ def test_mapped_arrays_of_a_checked_entry_are_read_only_views_of_its_bytes(own_c
     assert not hit["x"].flags.writeable and hit["n"].flags.writeable     # x viewed in the file, n read
     assert hit["x"].tobytes() == first["x"].tobytes() and hit["x"].dtype == first["x"].dtype
     assert hit["x"].shape == first["x"].shape
+    assert hit["x"].ctypes.data % cache.ALIGN == 0 and hit["x"].flags.aligned          # written aligned
     f = cache.path("unit", cache.entry_key("unit", [1], (cache,)))
-    np.savez(f, **(dict(first) | {"x": np.asfortranarray(first["x"] * 2)}))   # other bytes: checked again, read
-    again = run()
+    f.write_bytes(cache._npz_bytes(dict(first) | {"x": np.asfortranarray(first["x"] * 2)}))  # other bytes:
+    again = run()                                                                           # checked again, read
     assert again["x"].flags.writeable and np.array_equal(again["x"], first["x"] * 2)
     mapped = run()                                                    # now checked: viewed, Fortran order kept
     assert not mapped["x"].flags.writeable and np.array_equal(mapped["x"], first["x"] * 2)
     assert mapped["x"].flags.f_contiguous
+    np.savez(f, **(dict(first) | {"x": first["x"] * 3}))             # np.savez's members start unaligned:
+    run()
+    unaligned = run()                                                 # checked, then read, never viewed
+    assert unaligned["x"].flags.writeable and np.array_equal(unaligned["x"], first["x"] * 3)
     plain = cache.cached("unit", [2], compute, code=(cache,), mapped=("x",))   # no validate: never mapped
     plain = cache.cached("unit", [2], compute, code=(cache,), mapped=("x",))
     assert plain["x"].flags.writeable and compute.calls == 2
