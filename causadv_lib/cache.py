@@ -248,7 +248,7 @@ def _mapped_arrays(fh, view, names: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def _mapped_array(fh, view, name: str, info: zipfile.ZipInfo) -> np.ndarray:
     if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        raise ValueError(f"array {name!r} is compressed or encrypted; expected a plain np.savez member")
+        raise ValueError(f"array {name!r} is compressed or encrypted; expected a stored (uncompressed) member")
     fh.seek(info.header_offset)
     local = fh.read(30)
     if len(local) != 30 or local[:4] != b"PK\x03\x04":
